@@ -1,0 +1,201 @@
+"""The timed runner: one job, in the current (fresh) process.
+
+Measurement follows the reference tools (shared/reference/measurement-rules.md):
+session creation and the first run are reported apart from steady state;
+warm-up and measurement are each gated by a minimum iteration count AND a
+minimum duration, the measurement capped by a maximum duration; only
+`sess.run` is inside the timed window; percentiles are nearest-rank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import resource
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from agent import SCHEMA_VERSION, telemetry
+from agent.evaluate import load_evaluation_set, top1
+from agent.spec import JobSpec
+
+# LoadGen: with 99% confidence an early-stopping p90 needs at least 64 queries.
+MIN_ITERS_FOR_P90 = 64
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+class ArtifactError(RuntimeError):
+    """An artifact or evaluation set that is missing from the cache or fails its sha256 check."""
+
+
+def cached_file(cache_dir: str, sha256: str, suffix: str) -> str:
+    """Path of <cache>/<sha256><suffix>, after checking that its bytes hash to `sha256`."""
+    path = os.path.join(cache_dir, sha256 + suffix)
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ArtifactError(f"{path}: not in the agent cache ({exc.strerror})") from exc
+    if digest.hexdigest() != sha256:
+        raise ArtifactError(f"{path}: sha256 is {digest.hexdigest()}, expected {sha256}; refusing to run it")
+    return path
+
+
+def nearest_rank(sorted_values: List[float], percent: float) -> float:
+    """The nearest-rank percentile (as onnxruntime_perf_test reports) of an ascending list."""
+    rank = max(1, math.ceil(percent / 100.0 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def summarize(samples_ns: List[int]) -> Dict[str, Any]:
+    """Latency summary in milliseconds of the timed runs."""
+    ms = sorted(s / 1e6 for s in samples_ns)
+    count = len(ms)
+    mean = sum(ms) / count
+    std = math.sqrt(sum((v - mean) ** 2 for v in ms) / (count - 1)) if count > 1 else 0.0
+    total_s = sum(samples_ns) / 1e9
+    return {
+        "p50_ms": nearest_rank(ms, 50), "p90_ms": nearest_rank(ms, 90), "p99_ms": nearest_rank(ms, 99),
+        "mean_ms": mean, "std_ms": std, "min_ms": ms[0], "max_ms": ms[-1],
+        "iterations": count, "timed_s": total_s,
+        "throughput_ips": count / total_s if total_s > 0 else None,
+    }
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB.
+
+    VmHWM belongs to the current address space and starts afresh at exec;
+    getrusage's ru_maxrss does not (Linux carries it across exec, so a job
+    spawned by a big parent would report the parent's peak). ru_maxrss is
+    the fallback where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def make_inputs(spec: JobSpec) -> Dict[str, np.ndarray]:
+    """Fixed-seed synthetic inputs, built once, outside the timed window."""
+    rng = np.random.default_rng(spec.seed)
+    feed = {}
+    for item in spec.inputs:
+        dtype = np.dtype(item.dtype)
+        if dtype.kind == "f":
+            feed[item.name] = rng.standard_normal(item.shape).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            feed[item.name] = rng.integers(max(info.min, 0), min(info.max, 255), item.shape, dtype=dtype)
+    return feed
+
+
+def run_gated(run, min_iters: int, min_s: float, max_s: Optional[float]) -> List[int]:
+    """Call `run` until min_iters AND min_s are met, or max_s has passed; return each call's ns."""
+    clock = time.perf_counter_ns
+    samples: List[int] = []
+    append = samples.append
+    start = clock()
+    min_ns = int(min_s * 1e9)
+    max_ns = int(max_s * 1e9) if max_s else None
+    while True:
+        t0 = clock()
+        run()
+        t1 = clock()
+        append(t1 - t0)
+        elapsed = t1 - start
+        if len(samples) >= min_iters and elapsed >= min_ns:
+            break
+        if max_ns is not None and elapsed >= max_ns:
+            break
+    return samples
+
+
+def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
+    """Run one benchmark job and return its result as a JSON-ready dict."""
+    import onnxruntime as ort
+
+    model_path = cached_file(cache_dir, spec.artifact_sha256, ".onnx")
+    evaluation = None
+    if spec.evaluation is not None:
+        evaluation = load_evaluation_set(cached_file(cache_dir, spec.evaluation.sha256, ".npz"))
+
+    available = ort.get_available_providers()
+    missing = [p for p in spec.providers if p not in available]
+    if missing:
+        raise ArtifactError(f"providers {missing} are not available here (available: {available})")
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = spec.intra_op_threads
+    options.inter_op_num_threads = spec.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[spec.graph_optimization])
+    temperatures_before = telemetry.temperatures_c()
+    rss_before_session = rss_mb()
+
+    t0 = time.perf_counter_ns()
+    session = ort.InferenceSession(model_path, sess_options=options, providers=spec.providers)
+    session_create_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    feed = make_inputs(spec)
+    t0 = time.perf_counter_ns()
+    session.run(None, feed)
+    first_run_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    def one_run() -> None:
+        session.run(None, feed)
+
+    warm = run_gated(one_run, spec.warmup.min_iters, spec.warmup.min_s, spec.warmup.max_s)
+    wall0 = time.perf_counter_ns()
+    samples = run_gated(one_run, spec.measure.min_iters, spec.measure.min_s, spec.measure.max_s)
+    duration_s = (time.perf_counter_ns() - wall0) / 1e9
+    peak_rss = rss_mb()
+
+    timing = summarize(samples)
+    timing.update(session_create_ms=session_create_ms, first_run_ms=first_run_ms,
+                  warmup_iterations=len(warm), warmup_s=sum(warm) / 1e9, duration_s=duration_s)
+
+    reasons = []
+    if timing["iterations"] < MIN_ITERS_FOR_P90:
+        reasons.append(f"{timing['iterations']} timed iterations: a p90 needs at least {MIN_ITERS_FOR_P90}")
+    if timing["iterations"] < spec.measure.min_iters:
+        reasons.append(f"max_s {spec.measure.max_s} s reached after {timing['iterations']} of "
+                       f"min_iters {spec.measure.min_iters}")
+
+    accuracy = None
+    if evaluation is not None:
+        x, y = evaluation
+        first = spec.inputs[0]
+        accuracy = top1(session, first.name, x.astype(first.dtype, copy=False), y, batch=first.shape[0])
+
+    return {
+        "schema": SCHEMA_VERSION,
+        "status": "invalid" if reasons else "ok",
+        "reasons": reasons,
+        "timing": timing,
+        "latency_samples_ms": [s / 1e6 for s in samples],
+        "memory": {"rss_before_session_mb": rss_before_session, "peak_rss_mb": peak_rss},
+        "accuracy": accuracy,
+        "telemetry": {
+            "board": telemetry.board_model(),
+            "temperatures_before_c": temperatures_before,
+            "temperatures_after_c": telemetry.temperatures_c(),
+            **telemetry.software(session.get_providers()),
+        },
+    }
+
+
+def error_result(message: str, status: str = "error") -> Dict[str, Any]:
+    """A result that records why a job produced no measurement."""
+    return {"schema": SCHEMA_VERSION, "status": status, "reasons": [], "error": message}

@@ -1,0 +1,45 @@
+"""Build steps: one module per step, registered by name in STEPS.
+
+Contract of a step: an object with
+  name      the name recipes and lineages use
+  version   bumped whenever the step's output for the same parameters changes;
+            part of the build-cache key
+  produces  "torch" (a model in memory, checkpointed) or "onnx" (an artifact)
+  run(ctx, parent, params) -> TorchNode | OnnxNode
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.registry import Registry
+
+
+@dataclass
+class TorchNode:
+    """A torch model produced by a step, with what is known about it so far."""
+
+    model: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OnnxNode:
+    """An ONNX artifact in the store, with its metadata."""
+
+    sha256: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class BuildStep(Protocol):
+    name: str
+    version: str
+    produces: str
+
+    def run(self, ctx: Any, parent: TorchNode | OnnxNode | None, params: dict[str, Any]) -> Any: ...
+
+
+STEPS: Registry[BuildStep] = Registry("build step")
+
+from orchestrator.build import export, prune, quantize, train  # noqa: E402,F401

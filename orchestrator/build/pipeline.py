@@ -1,0 +1,138 @@
+"""Build every variant of a recipe, reusing whatever an earlier build already made.
+
+A step's cache key is sha256(parent key, step name, step version, params):
+its lineage. ONNX outputs are looked up in the store's cache index and torch
+outputs in its checkpoints, so building a recipe twice with nothing changed
+runs no step, and changing one axis rebuilds only what depends on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch_pruning as tp
+
+from orchestrator.artifacts import ArtifactStore, atomic_write, npz_bytes
+from orchestrator.build import STEPS, OnnxNode, TorchNode
+from orchestrator.build.context import BuildContext
+from orchestrator.errors import BuildError
+from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
+
+
+@dataclass(frozen=True)
+class BuiltVariant:
+    """One built variant: its artifact id (sha256 of the ONNX bytes) and how it came to be."""
+
+    name: str
+    sha256: str
+    axes: dict[str, Any]
+    lineage: list[dict[str, Any]]
+    meta: dict[str, Any]
+    file_size_bytes: int
+    steps_run: int
+
+    @property
+    def build_s(self) -> float:
+        """Wall time of every step in its lineage, cached or not."""
+        return sum(step["wall_s"] for step in self.lineage)
+
+
+def step_key(parent_key: str | None, step: Step) -> str:
+    impl = STEPS.get(step.name)
+    body = {"parent": parent_key, "step": step.name, "version": impl.version, "params": step.params}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class Builder:
+    """Builds a recipe's variants into an artifact store."""
+
+    def __init__(self, loaded: LoadedRecipe, store: ArtifactStore):
+        self.loaded = loaded
+        self.store = store
+        self.context = BuildContext(loaded.recipe, store)
+        self._memo: dict[str, TorchNode | OnnxNode] = {}
+        self.steps_run = 0
+
+    def plans(self) -> list[VariantPlan]:
+        return expand(self.loaded.recipe)
+
+    def build(self, plan: VariantPlan) -> BuiltVariant:
+        """Build one variant (and whatever of its lineage is not cached yet)."""
+        before = self.steps_run
+        keys = []
+        for step in plan.steps:
+            keys.append(step_key(keys[-1] if keys else None, step))
+        node = self._materialize(plan.steps, keys, len(plan.steps) - 1)
+        if not isinstance(node, OnnxNode):
+            raise BuildError(f"variant {plan.name}: its last step {plan.steps[-1].name} does not produce ONNX")
+        return BuiltVariant(name=plan.name, sha256=node.sha256, axes=plan.axes, lineage=node.meta["lineage"],
+                            meta={k: v for k, v in node.meta.items() if k != "lineage"},
+                            file_size_bytes=self.store.path(node.sha256, ".onnx").stat().st_size,
+                            steps_run=self.steps_run - before)
+
+    def build_all(self, on_built: Callable[[BuiltVariant], None] | None = None) -> list[BuiltVariant]:
+        built = []
+        for plan in self.plans():
+            variant = self.build(plan)
+            built.append(variant)
+            if on_built:
+                on_built(variant)
+        return built
+
+    def evaluation_set(self) -> str:
+        """The test split as a content-addressed .npz (x, y) for on-device scoring; its sha256."""
+        splits = self.context.splits
+        return self.store.put(npz_bytes(x=splits.test_x, y=splits.test_y), ".npz")
+
+    # -- internals -----------------------------------------------------------
+
+    def _materialize(self, steps: tuple[Step, ...], keys: list[str], index: int) -> TorchNode | OnnxNode:
+        key, step = keys[index], steps[index]
+        if key in self._memo:
+            return self._memo[key]
+        impl = STEPS.get(step.name)
+        node = self._load_cached(impl.produces, key)
+        if node is None:
+            parent = self._materialize(steps, keys, index - 1) if index > 0 else None
+            started = time.perf_counter()
+            node = impl.run(self.context, parent, step.params)
+            wall_s = time.perf_counter() - started
+            inherited = dict(parent.meta) if parent is not None else {}
+            inherited.update(node.meta)
+            record = {"step": step.name, "version": impl.version, "params": step.params, "key": key,
+                      "wall_s": round(wall_s, 4)}
+            inherited["lineage"] = list(inherited.get("lineage", [])) + [record]
+            node.meta = inherited
+            self._save(node, key)
+            self.steps_run += 1
+        self._memo[key] = node
+        return node
+
+    def _load_cached(self, produces: str, key: str) -> TorchNode | OnnxNode | None:
+        if produces == "onnx":
+            entry = self.store.cached(key)
+            return OnnxNode(entry["sha256"], entry["meta"]) if entry else None
+        path = self.store.checkpoint_path(key)
+        meta_path = path.with_suffix(".json")
+        if not (path.exists() and meta_path.exists()):
+            return None
+        model = self.context.new_model()
+        tp.load_state_dict(model, state_dict=torch.load(path, weights_only=True))
+        return TorchNode(model.eval(), json.loads(meta_path.read_text()))
+
+    def _save(self, node: TorchNode | OnnxNode, key: str) -> None:
+        if isinstance(node, OnnxNode):
+            self.store.remember(key, node.sha256, ".onnx", node.meta)
+            return
+        path = self.store.checkpoint_path(key)
+        buffer_path = path.with_suffix(".pt.part")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(tp.state_dict(node.model), buffer_path)
+        buffer_path.replace(path)
+        atomic_write(path.with_suffix(".json"), json.dumps(node.meta, sort_keys=True).encode())

@@ -1,0 +1,83 @@
+"""The `orch` command line: thin commands over the library. The only place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestrator.errors import OrchError, UserError
+
+app = typer.Typer(help="Benchmark orchestrator for edge ML: build compressed variants, time them on boards, "
+                       "keep every number in SQL.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+console = Console()
+errors = Console(stderr=True)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", envvar="ORCH_DB", help="Results database: a file path or SQLAlchemy URL [default: ./results.db].")]
+ArtifactsOption = Annotated[Path, typer.Option(
+    "--artifacts", envvar="ORCH_ARTIFACTS", help="Artifact store folder.")]
+
+
+@app.command()
+def sweep(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    devices: Annotated[str, typer.Option(help="Comma-separated device names.")] = "local",
+    db: DbOption = None,
+    artifacts: ArtifactsOption = Path("artifacts"),
+) -> None:
+    """Build every variant of RECIPE, benchmark each on the devices, record every result."""
+    from orchestrator.artifacts import ArtifactStore
+    from orchestrator.fleet.devices import resolve_devices
+    from orchestrator.recipes import load_recipe
+    from orchestrator.results.db import open_database
+    from orchestrator.sweep import run_sweep
+    from orchestrator.ui import SweepProgress
+
+    loaded = load_recipe(recipe)
+    targets = resolve_devices(devices)
+    engine = open_database(db)
+    with SweepProgress(console) as progress:
+        report = run_sweep(loaded, targets, engine, ArtifactStore(artifacts), observer=progress)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
+    console.print(f"sweep {report.sweep_id}: {report.jobs_done} jobs ({counts}); "
+                  f"{progress.built_fresh} variants built; results in {engine.url.database or engine.url}")
+
+
+@app.command()
+def results(
+    sweep: Annotated[str, typer.Option(help="`last`, `all` or a sweep id.")] = "last",
+    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Only sweeps of this recipe name.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Show recorded results as a table."""
+    from orchestrator.results.db import open_database
+    from orchestrator.results.queries import result_rows
+    from orchestrator.ui import results_table
+
+    rows = result_rows(open_database(db), sweep=sweep, device=device, recipe=recipe)
+    console.print(results_table(rows, title=f"results (sweep {sweep})", width=console.width))
+
+
+def main() -> None:
+    """Entry point of the `orch` script: bad input exits 2, failures 1, an interrupt 130."""
+    try:
+        app()
+    except UserError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OrchError as exc:
+        errors.print(f"[red]failed:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        errors.print("[yellow]interrupted:[/yellow] every result measured so far is kept in the database")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

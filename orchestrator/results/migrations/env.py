@@ -1,0 +1,10 @@
+"""Alembic environment: orch runs migrations programmatically on a connection it passes in."""
+
+from alembic import context
+
+from orchestrator.results.schema import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,127 @@
+"""A sweep: build a recipe's variants, run every (variant x device x run config) job, record each result.
+
+Every finished job is committed before the next starts, so an interrupt or a
+crash keeps everything measured so far.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from agent.spec import EvaluationSpec, Gate, InputSpec, JobSpec
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.build.pipeline import Builder, BuiltVariant
+from orchestrator.fleet.devices import DeviceSpec
+from orchestrator.fleet.local import LocalTransport
+from orchestrator.recipes import LoadedRecipe, Recipe
+from orchestrator.results.store import ResultsStore
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement to make: a variant on a device with one thread count."""
+
+    variant: BuiltVariant
+    device: DeviceSpec
+    threads: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.device.name}: {self.variant.name} x{self.threads}"
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: its id and how many jobs ended in each status."""
+
+    sweep_id: int
+    jobs_total: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    status: str = "running"
+
+    @property
+    def jobs_done(self) -> int:
+        return sum(self.statuses.values())
+
+
+class SweepObserver(Protocol):
+    """Progress events of a sweep (the CLI draws bars from them; tests may record them)."""
+
+    def build_started(self, total: int) -> None: ...
+    def variant_built(self, variant: BuiltVariant) -> None: ...
+    def bench_started(self, total: int) -> None: ...
+    def job_started(self, job: Job) -> None: ...
+    def job_finished(self, job: Job, result: dict[str, Any]) -> None: ...
+
+
+class NullObserver:
+    def build_started(self, total: int) -> None: ...
+    def variant_built(self, variant: BuiltVariant) -> None: ...
+    def bench_started(self, total: int) -> None: ...
+    def job_started(self, job: Job) -> None: ...
+    def job_finished(self, job: Job, result: dict[str, Any]) -> None: ...
+
+
+def job_spec(recipe: Recipe, variant: BuiltVariant, threads: int, evaluation_sha256: str | None) -> JobSpec:
+    """The agent job spec that measures `variant` as the recipe's benchmark section says."""
+    bench = recipe.benchmark
+    model_input = variant.meta["input"]
+    return JobSpec(
+        artifact_sha256=variant.sha256,
+        inputs=[InputSpec(model_input["name"], list(model_input["shape"]), model_input["dtype"])],
+        providers=list(bench.providers), intra_op_threads=threads, inter_op_threads=1,
+        graph_optimization=bench.graph_optimization,
+        warmup=Gate(bench.warmup.min_iters, bench.warmup.min_s, bench.warmup.max_s),
+        measure=Gate(bench.measure.min_iters, bench.measure.min_s, bench.measure.max_s),
+        evaluation=EvaluationSpec(evaluation_sha256, "top1") if evaluation_sha256 else None,
+        seed=recipe.train.seed)
+
+
+def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, store: ArtifactStore,
+              observer: SweepObserver | None = None) -> SweepReport:
+    """Build, benchmark and record one recipe on the given devices."""
+    observer = observer or NullObserver()
+    recipe = loaded.recipe
+    builder = Builder(loaded, store)
+    plans = builder.plans()
+    observer.build_started(len(plans))
+    variants = []
+    for plan in plans:
+        variant = builder.build(plan)
+        variants.append(variant)
+        observer.variant_built(variant)
+    evaluation = builder.evaluation_set() if recipe.benchmark.accuracy == "full_test_set" else None
+
+    results = ResultsStore(engine)
+    for variant in variants:
+        results.upsert_variant(recipe.name, variant)
+    jobs = [Job(variant, device, threads)
+            for device in devices for variant in variants for threads in recipe.benchmark.threads]
+    report = SweepReport(sweep_id=results.start_sweep(recipe.name, loaded.path, loaded.sha256,
+                                                      [d.name for d in devices], len(jobs)),
+                         jobs_total=len(jobs))
+    observer.bench_started(len(jobs))
+    try:
+        for device in devices:
+            transport = LocalTransport(store.root)
+            device_id = results.upsert_device(device.name, device.kind, transport.info())
+            for job in (j for j in jobs if j.device == device):
+                observer.job_started(job)
+                spec_json = job_spec(recipe, job.variant, job.threads, evaluation).to_json()
+                result = json.loads(transport.run(spec_json))
+                results.record_result(report.sweep_id, device_id, job.variant.sha256,
+                                      json.loads(spec_json), result)
+                report.statuses[result["status"]] = report.statuses.get(result["status"], 0) + 1
+                observer.job_finished(job, result)
+            transport.close()
+    except KeyboardInterrupt:
+        report.status = "interrupted"
+        results.finish_sweep(report.sweep_id, report.status)
+        raise
+    report.status = "finished"
+    results.finish_sweep(report.sweep_id, report.status)
+    return report

@@ -1,0 +1,98 @@
+"""Terminal presentation for the CLI: progress bars and result tables (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator.build.pipeline import BuiltVariant
+from orchestrator.sweep import Job
+
+STATUS_STYLE = {"ok": "green", "invalid": "yellow", "error": "red"}
+
+
+class SweepProgress:
+    """A SweepObserver drawing one bar for building and one for benchmarking."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[current]}"), console=console)
+        self.build_task: Any = None
+        self.bench_task: Any = None
+        self.built_fresh = 0
+
+    def __enter__(self) -> SweepProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def build_started(self, total: int) -> None:
+        self.build_task = self.progress.add_task("build", total=total, current="")
+
+    def variant_built(self, variant: BuiltVariant) -> None:
+        self.built_fresh += variant.steps_run > 0
+        note = "built" if variant.steps_run else "cached"
+        self.progress.update(self.build_task, advance=1, current=f"{variant.name} ({note})")
+
+    def bench_started(self, total: int) -> None:
+        self.bench_task = self.progress.add_task("benchmark", total=total, current="")
+
+    def job_started(self, job: Job) -> None:
+        self.progress.update(self.bench_task, current=job.label)
+
+    def job_finished(self, job: Job, result: dict[str, Any]) -> None:
+        status = result["status"]
+        if status != "ok":
+            why = result.get("error") or "; ".join(result.get("reasons") or [])
+            self.progress.console.print(f"[{STATUS_STYLE.get(status, 'red')}]{job.label}: {status}: {why}")
+        self.progress.update(self.bench_task, advance=1)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def results_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> Table:
+    """Results as a rich table, one row per job.
+
+    Columns that are the same on every row (device, threads) are left out, and
+    throughput (1000 / mean latency) only shows on terminals wider than 100.
+    """
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="latency in ms: nearest-rank percentiles of the timed sess.run calls",
+                  caption_justify="left")
+    show = {"device": len({row["device"] for row in rows}) > 1,
+            "thr": len({row["threads"] for row in rows}) > 1,
+            "inf/s": width > 100}
+    columns: list[tuple[str, str, Any]] = [
+        ("device", "left", lambda r: r["device"]),
+        ("variant", "left", lambda r: r["variant"]),
+        ("thr", "right", lambda r: str(r["threads"])),
+        ("status", "left", lambda r: f"[{STATUS_STYLE.get(r['status'], 'red')}]{r['status']}"),
+        ("p50", "right", lambda r: _fmt(r["p50_ms"])),
+        ("p90", "right", lambda r: _fmt(r["p90_ms"])),
+        ("p99", "right", lambda r: _fmt(r["p99_ms"])),
+        ("inf/s", "right", lambda r: _fmt(r["throughput_ips"], 0)),
+        ("RSS MB", "right", lambda r: _fmt(r["peak_rss_mb"], 1)),
+        ("acc %", "right", lambda r: "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}"),
+        ("KB", "right", lambda r: _fmt(r["size_kb"], 0)),
+        ("MMAC", "right", lambda r: _fmt(r["macs_m"], 1)),
+    ]
+    columns = [column for column in columns if show.get(column[0], True)]
+    longest_variant = max((len(row["variant"]) for row in rows), default=7)
+    for name, justify, _ in columns:
+        table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                         min_width=longest_variant if name == "variant" else None)
+    for row in rows:
+        table.add_row(*(cell(row) for _, _, cell in columns))
+    return table
