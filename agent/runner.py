@@ -35,8 +35,11 @@ def run_in_subprocess(spec_json: str, cache_dir: str, python: Optional[str] = No
     env["PYTHONPATH"] = agent_parent + os.pathsep + env.get("PYTHONPATH", "")
     command = [python or sys.executable, "-m", "agent", "bench", "--cache", cache_dir]
     try:
+        # A session of its own: Ctrl-C in the user's terminal reaches the
+        # orchestrator only, which then kills this job rather than recording
+        # the job's own death as a failed measurement.
         done = subprocess.run(command, input=spec_json, capture_output=True, text=True, env=env,
-                              timeout=timeout_s or job_deadline_s(spec))
+                              timeout=timeout_s or job_deadline_s(spec), start_new_session=True)
     except subprocess.TimeoutExpired:
         return json.dumps(error_result(f"job exceeded its deadline of {timeout_s or job_deadline_s(spec):.0f} s"))
     if done.returncode == 0:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from orchestrator.errors import OrchError, UserError
+from orchestrator.errors import Interrupted, OrchError, UserError
 
 app = typer.Typer(help="Benchmark orchestrator for edge ML: build compressed variants, time them on boards, "
                        "keep every number in SQL.", no_args_is_help=True, add_completion=False,
@@ -71,12 +71,12 @@ def main() -> None:
     except UserError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Interrupted as exc:
+        errors.print(f"[yellow]interrupted:[/yellow] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(130)
     except OrchError as exc:
         errors.print(f"[red]failed:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        errors.print("[yellow]interrupted:[/yellow] every result measured so far is kept in the database")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -39,3 +39,7 @@ class BuildError(OrchError):
 
 class DatabaseError(UserError):
     """A results database that cannot be opened, is not orch's, or rejected a query."""
+
+
+class Interrupted(OrchError):
+    """The user stopped a long operation (Ctrl-C); the message says what was kept."""

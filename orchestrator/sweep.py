@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from agent.spec import EvaluationSpec, Gate, InputSpec, JobSpec
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.build.pipeline import Builder, BuiltVariant
+from orchestrator.errors import Interrupted
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.local import LocalTransport
 from orchestrator.recipes import LoadedRecipe, Recipe
@@ -121,7 +122,8 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
     except KeyboardInterrupt:
         report.status = "interrupted"
         results.finish_sweep(report.sweep_id, report.status)
-        raise
+        raise Interrupted(f"sweep {report.sweep_id} interrupted after {report.jobs_done} of {report.jobs_total} "
+                          "jobs; every result measured so far is kept") from None
     report.status = "finished"
     results.finish_sweep(report.sweep_id, report.status)
     return report

@@ -15,11 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch_pruning as tp
-
-from orchestrator.artifacts import ArtifactStore, atomic_write, npz_bytes
-from orchestrator.build import STEPS, OnnxNode, TorchNode
+from orchestrator.artifacts import ArtifactStore, npz_bytes
+from orchestrator.build import STEPS, OnnxNode, TorchNode, checkpoint
 from orchestrator.build.context import BuildContext
 from orchestrator.errors import BuildError
 from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
@@ -118,21 +115,11 @@ class Builder:
         if produces == "onnx":
             entry = self.store.cached(key)
             return OnnxNode(entry["sha256"], entry["meta"]) if entry else None
-        path = self.store.checkpoint_path(key)
-        meta_path = path.with_suffix(".json")
-        if not (path.exists() and meta_path.exists()):
-            return None
-        model = self.context.new_model()
-        tp.load_state_dict(model, state_dict=torch.load(path, weights_only=True))
-        return TorchNode(model.eval(), json.loads(meta_path.read_text()))
+        loaded = checkpoint.load(self.context.new_model(), self.store.checkpoint_path(key))
+        return TorchNode(*loaded) if loaded else None
 
     def _save(self, node: TorchNode | OnnxNode, key: str) -> None:
         if isinstance(node, OnnxNode):
             self.store.remember(key, node.sha256, ".onnx", node.meta)
             return
-        path = self.store.checkpoint_path(key)
-        buffer_path = path.with_suffix(".pt.part")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(tp.state_dict(node.model), buffer_path)
-        buffer_path.replace(path)
-        atomic_write(path.with_suffix(".json"), json.dumps(node.meta, sort_keys=True).encode())
+        checkpoint.save(node.model, self.store.checkpoint_path(key), node.meta)

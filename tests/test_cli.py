@@ -1,0 +1,97 @@
+"""The real `orch` script, run as a user runs it: exit codes, one-line errors, a sweep, Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ORCH, TINY_RECIPE, run_env
+
+
+def orch(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([ORCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_recipe_file(tmp_path: Path):
+    done = orch("sweep", str(tmp_path / "nope.yaml"), env=run_env(tmp_path))
+    assert_one_line_error(done, "nope.yaml", "no such recipe file")
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel: {arch: digits_cnn\ndataset: {name: digits}\n")
+    done = orch("sweep", str(bad), env=run_env(tmp_path))
+    assert_one_line_error(done, f"{bad}:3", "YAML syntax error")
+
+
+def test_unknown_device_lists_the_known_ones(tmp_path: Path, tiny_recipe_path: Path):
+    done = orch("sweep", str(tiny_recipe_path), "--devices", "local,jetsn", env=run_env(tmp_path))
+    assert_one_line_error(done, "unknown device 'jetsn'", "known devices: local")
+    assert not (tmp_path / "results.db").exists()  # nothing started, nothing written
+
+
+def test_results_before_any_sweep(tmp_path: Path):
+    done = orch("results", env=run_env(tmp_path))
+    assert_one_line_error(done, "no sweep has been recorded")
+
+
+@pytest.mark.slow
+def test_sweep_records_one_ok_result_per_variant(tmp_path: Path, tiny_recipe_path: Path, built_tiny):
+    env = run_env(tmp_path)
+    env["ORCH_ARTIFACTS"] = str(built_tiny[2].root)  # already built this session: the sweep reuses it
+    done = orch("sweep", str(tiny_recipe_path), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "8 ok" in done.stdout
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        assert db.execute("SELECT count(*) FROM results WHERE status = 'ok'").fetchone() == (8,)
+        assert db.execute("SELECT count(*) FROM results WHERE p90_ms > 0 AND peak_rss_mb > 0 "
+                          "AND accuracy BETWEEN 0.05 AND 1 AND accuracy_n = 360").fetchone() == (8,)
+        assert db.execute("SELECT count(*) FROM latency_samples").fetchone() == (8,)
+        assert db.execute("SELECT status FROM sweeps").fetchall() == [("finished",)]
+    shown = orch("results", "--sweep", "last", env=env)
+    assert shown.returncode == 0
+    assert shown.stdout.count(" ok ") == 8 and "l1-0.50/ft1/int8_static" in shown.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_every_result_already_measured(tmp_path: Path, built_tiny):
+    recipe = tmp_path / "slowish.yaml"
+    recipe.write_text(TINY_RECIPE.replace("measure: {min_iters: 80, min_s: 0.2, max_s: 10}",
+                                          "measure: {min_iters: 80, min_s: 1.0, max_s: 10}"))
+    env = run_env(tmp_path)
+    env["ORCH_ARTIFACTS"] = str(built_tiny[2].root)
+    db_path = tmp_path / "results.db"
+    process = subprocess.Popen([ORCH, "sweep", str(recipe)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    measured = 0
+    while measured < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        if db_path.exists():
+            try:
+                with sqlite3.connect(db_path) as db:
+                    measured = db.execute("SELECT count(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass  # tables not created yet
+    assert measured >= 2, "the sweep never recorded a result"
+    process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C reaches the foreground process
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    with sqlite3.connect(db_path) as db:
+        statuses = [row[0] for row in db.execute("SELECT status FROM results")]
+        assert len(statuses) >= 2 and set(statuses) == {"ok"}  # the killed job left no bogus row
+        assert db.execute("SELECT status FROM sweeps").fetchall() == [("interrupted",)]
