@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,13 @@ def test_agent_imports_neither_orchestrator_nor_torch():
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_agent_runs_on_the_boards_python_3_8():
+    vermin = str(Path(sys.executable).with_name("vermin"))
+    done = subprocess.run([vermin, "--no-tips", "--eval-annotations", "--target=3.8-", "--violations",
+                           str(REPO / "agent")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.slow

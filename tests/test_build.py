@@ -133,9 +133,8 @@ def test_a_pruned_checkpoint_loads_back_with_identical_outputs(built_tiny, tmp_p
 
     import torch
 
-    from orchestrator.build import checkpoint
+    from orchestrator.build import TorchNode, checkpoint
     from orchestrator.build.prune import PruneStep
-    from orchestrator.build import TorchNode
 
     model = builder.context.new_model().eval()
     pruned = PruneStep().run(builder.context, TorchNode(copy.deepcopy(model)), {"method": "l1", "ratio": 0.5}).model

@@ -37,7 +37,8 @@ class BuildStep(Protocol):
     version: str
     produces: str
 
-    def run(self, ctx: Any, parent: TorchNode | OnnxNode | None, params: dict[str, Any]) -> Any: ...
+    # parent is what the previous step produced (None for the first step)
+    def run(self, ctx: Any, parent: Any, params: dict[str, Any]) -> TorchNode | OnnxNode: ...
 
 
 STEPS: Registry[BuildStep] = Registry("build step")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import io
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -18,16 +19,16 @@ OPSET = 17
 
 def export_bytes(model: torch.nn.Module, example_input: torch.Tensor) -> bytes:
     """ONNX bytes of `model`, batch dimension dynamic, weights embedded (no .onnx.data file)."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory(prefix="orch-export-") as tmp, warnings.catch_warnings():
+        target = Path(tmp) / "model.onnx"
         warnings.simplefilter("ignore")
         # The TorchScript exporter (dynamo=False): in torch 2.13 the dynamo one is
         # the default, takes ~20x longer on these small nets and needs onnxscript;
         # its graphs are no better for onnxruntime here.
-        torch.onnx.export(model.eval(), (example_input,), buffer, dynamo=False, opset_version=OPSET,
+        torch.onnx.export(model.eval(), (example_input,), str(target), dynamo=False, opset_version=OPSET,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-    data = buffer.getvalue()
+        data = target.read_bytes()
     onnx.checker.check_model(onnx.load_from_string(data))
     return data
 

@@ -62,7 +62,7 @@ class Builder:
     def build(self, plan: VariantPlan) -> BuiltVariant:
         """Build one variant (and whatever of its lineage is not cached yet)."""
         before = self.steps_run
-        keys = []
+        keys: list[str] = []
         for step in plan.steps:
             keys.append(step_key(keys[-1] if keys else None, step))
         node = self._materialize(plan.steps, keys, len(plan.steps) - 1)
