@@ -64,6 +64,11 @@ def test_sweep_records_one_ok_result_per_variant(tmp_path: Path, tiny_recipe_pat
     shown = orch("results", "--sweep", "last", env=env)
     assert shown.returncode == 0
     assert shown.stdout.count(" ok ") == 8 and "l1-0.50/ft1/int8_static" in shown.stdout
+    # --db beats ORCH_DB
+    elsewhere = dict(env, ORCH_DB=str(tmp_path / "empty.db"))
+    assert orch("results", env=elsewhere).returncode == 2
+    flagged = orch("results", "--db", str(tmp_path / "results.db"), env=elsewhere)
+    assert flagged.returncode == 0 and flagged.stdout.count(" ok ") == 8
 
 
 @pytest.mark.slow
