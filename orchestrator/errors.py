@@ -33,6 +33,14 @@ class DatasetError(UserError):
     """A data set that is missing or does not have the expected on-disk layout."""
 
 
+class WeightsError(UserError):
+    """A weights file that is missing, truncated, corrupt or does not fit the model."""
+
+
+class ModelSourceError(UserError):
+    """An ONNX model that does not load, or a step that the model's source cannot take."""
+
+
 class BuildError(OrchError):
     """A build step that failed on valid input."""
 

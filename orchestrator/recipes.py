@@ -11,11 +11,12 @@ import hashlib
 import itertools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrator.datasets import DATASETS
 from orchestrator.errors import RecipeError
 
 
@@ -48,28 +49,6 @@ class ModelSpec(Spec):
         if arch not in MODELS:
             raise ValueError(f"unknown model {arch!r}; known: {', '.join(MODELS.names())}")
         return arch
-
-
-class DatasetSpec(Spec):
-    """The data set, read from a local copy in its standard format.
-
-    name: a data set module in orchestrator/datasets/
-    image_size: side of the square input images, in pixels
-    root: folder holding the data set (not needed for digits, which ships with scikit-learn)
-    """
-
-    name: str
-    image_size: int = Field(32, gt=0, le=4096)
-    root: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        from orchestrator.datasets import DATASETS
-
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS.names())}")
-        return name
 
 
 class TrainSpec(Spec):
@@ -162,13 +141,24 @@ class BenchmarkSpec(Spec):
     accuracy: Literal["full_test_set", "none"] = "full_test_set"
 
 
+def _dataset_specs() -> Any:
+    """The `dataset:` section: one schema per registered data set, chosen by its `name`."""
+    specs = [DATASETS.get(name).spec for name in DATASETS.names()]
+    if len(specs) == 1:
+        return specs[0]
+    return Annotated[Union[tuple(specs)], Field(discriminator="name")]  # noqa: UP007
+
+
+DatasetSection = _dataset_specs()
+
+
 class Recipe(Spec):
     """One study: what to build and how to measure it."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     model: ModelSpec
-    dataset: DatasetSpec
+    dataset: DatasetSection  # type: ignore[valid-type]
     train: TrainSpec = Field(default_factory=TrainSpec)
     variants: VariantsSpec = Field(default_factory=VariantsSpec)
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
@@ -234,13 +224,18 @@ def _refuse_duplicate_keys(path: str, node: yaml.Node | None, trail: str = "") -
 def _recipe_error(path: str, root: yaml.Node | None, exc: ValidationError) -> RecipeError:
     """The first validation error, located in the file by walking the composed YAML."""
     error = exc.errors()[0]
-    loc = [part for part in error["loc"] if isinstance(part, int) or not _is_pydantic_tag(part)]
+    loc = [part for index, part in enumerate(error["loc"])
+           if isinstance(part, int) or not (_is_pydantic_tag(part) or _is_union_tag(error["loc"], index))]
     message = error["msg"].removeprefix("Value error, ")
     index_in_message = re.match(r"^\[(\d+)\] ", message)
     if index_in_message:  # a list validator names the bad element itself
         loc.append(int(index_in_message.group(1)))
         message = message[index_in_message.end():]
-    if error["type"] == "extra_forbidden":
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append("name")
+        message = f"unknown dataset {error['input'].get('name')!r}; known: {', '.join(DATASETS.names())}" \
+            if isinstance(error["input"], dict) and "name" in error["input"] else "dataset needs a name"
+    elif error["type"] == "extra_forbidden":
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required key is missing"
@@ -264,6 +259,11 @@ def _recipe_error(path: str, root: yaml.Node | None, exc: ValidationError) -> Re
 
 def _is_pydantic_tag(part: str) -> bool:
     return "[" in part or part in {"function-after", "function-before", "literal_error"}
+
+
+def _is_union_tag(loc: tuple[Any, ...], index: int) -> bool:
+    """pydantic puts the chosen member's tag in the location of a discriminated union's errors."""
+    return index > 0 and loc[index - 1] == "dataset" and loc[index] in DATASETS
 
 
 def _child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:

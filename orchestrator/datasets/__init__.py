@@ -1,7 +1,15 @@
-"""Data sets: one module per data set, each reading a local copy in its standard format.
+"""Data sets: one module per data set, each reading a local copy in its standard on-disk format.
 
-Contract of a data set module: a loader registered in DATASETS with signature
-`(spec: DatasetSpec) -> Splits`; nothing is downloaded at run time.
+Contract of a data set module: it defines a pydantic `Spec` (subclass of
+DatasetSpec, with `name: Literal["<its name>"]` and its own options) and a
+loader `load(spec) -> Splits`, and registers both:
+
+    DATASETS.register("cifar10")(Dataset(Spec, load))
+
+Recipes validate the `dataset:` section against the Spec of the named data
+set, so a bad option is reported with its file, line and key. Nothing is
+downloaded at run time: a missing or malformed copy raises DatasetError
+naming the path and the expected layout.
 """
 
 from __future__ import annotations
@@ -11,19 +19,43 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.registry import Registry
 
 
+class DatasetSpec(BaseModel):
+    """Fields every data set accepts.
+
+    name: the data set module
+    image_size: side of the square images fed to the model, in pixels
+    root: folder holding the local copy (absent for data sets shipped in a package)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    image_size: int = Field(32, gt=0, le=4096)
+    root: str | None = None
+
+
 @dataclass(frozen=True)
 class Splits:
-    """Fixed train and test splits as float32 NCHW images and int64 labels."""
+    """Fixed train and test splits, ready for the model.
+
+    train_x, test_x: float32 arrays, NCHW, normalized as the model expects
+    train_y, test_y: classification: int64 class ids, shape (N,);
+        detection: a list with one float32 array per image, shape (k, 6), rows
+        [class_id, x1, y1, x2, y2, difficult] in pixels of the resized image
+    class_names: names of the class ids, in order
+    task: "classification" or "detection"
+    """
 
     train_x: np.ndarray
-    train_y: np.ndarray
+    train_y: Any
     test_x: np.ndarray
-    test_y: np.ndarray
+    test_y: Any
     class_names: tuple[str, ...]
+    task: str = "classification"
 
     @property
     def num_classes(self) -> int:
@@ -34,7 +66,14 @@ class Splits:
         return int(self.train_x.shape[1])
 
 
-DatasetLoader = Callable[[Any], Splits]
-DATASETS: Registry[DatasetLoader] = Registry("dataset")
+@dataclass(frozen=True)
+class Dataset:
+    """A registered data set: its recipe schema and its loader."""
+
+    spec: type[DatasetSpec]
+    load: Callable[[Any], Splits]
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
 
 from orchestrator.datasets import digits  # noqa: E402,F401

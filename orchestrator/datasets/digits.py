@@ -8,13 +8,15 @@ stratified, random_state 0.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from orchestrator.datasets import DATASETS, Splits
+from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -25,8 +27,13 @@ def _upsample(images: np.ndarray, size: int) -> np.ndarray:
     return F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False).numpy()
 
 
-@DATASETS.register("digits")
-def load(spec) -> Splits:
+class Spec(DatasetSpec):
+    """digits takes no root: the data ships inside scikit-learn."""
+
+    name: Literal["digits"]
+
+
+def load(spec: Spec) -> Splits:
     """The digits data set at spec.image_size pixels, fixed train/test split."""
     digits = load_digits()
     train_img, test_img, train_y, test_y = train_test_split(
@@ -37,3 +44,6 @@ def load(spec) -> Splits:
     return Splits(train_x=(train_x - mean) / std, train_y=train_y.astype(np.int64),
                   test_x=(test_x - mean) / std, test_y=test_y.astype(np.int64),
                   class_names=tuple(str(d) for d in range(10)))
+
+
+DATASETS.register("digits")(Dataset(Spec, load))
