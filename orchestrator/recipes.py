@@ -11,12 +11,12 @@ import hashlib
 import itertools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.datasets import DATASETS
+from orchestrator.datasets import DATASETS, DatasetSpec
 from orchestrator.errors import RecipeError
 
 
@@ -149,7 +149,10 @@ def _dataset_specs() -> Any:
     return Annotated[Union[tuple(specs)], Field(discriminator="name")]  # noqa: UP007
 
 
-DatasetSection = _dataset_specs()
+if TYPE_CHECKING:
+    DatasetSection = DatasetSpec
+else:
+    DatasetSection = _dataset_specs()
 
 
 class Recipe(Spec):
@@ -158,7 +161,7 @@ class Recipe(Spec):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     model: ModelSpec
-    dataset: DatasetSection  # type: ignore[valid-type]
+    dataset: DatasetSection
     train: TrainSpec = Field(default_factory=TrainSpec)
     variants: VariantsSpec = Field(default_factory=VariantsSpec)
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
