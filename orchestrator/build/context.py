@@ -25,7 +25,7 @@ class BuildContext:
 
     @cached_property
     def splits(self) -> Splits:
-        return DATASETS.get(self.recipe.dataset.name)(self.recipe.dataset)
+        return DATASETS.get(self.recipe.dataset.name).load(self.recipe.dataset)
 
     def new_model(self) -> Any:
         """A freshly initialised model of the recipe's architecture."""
