@@ -79,8 +79,11 @@ def test_ctrl_c_keeps_every_result_already_measured(tmp_path: Path, built_tiny):
     env = run_env(tmp_path)
     env["ORCH_ARTIFACTS"] = str(built_tiny[2].root)
     db_path = tmp_path / "results.db"
+    # A background job of a non-interactive shell (as CI may be) starts with SIGINT ignored, and
+    # Python keeps it so; a terminal's foreground process has the default: restore that.
     process = subprocess.Popen([ORCH, "sweep", str(recipe)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     measured = 0
     while measured < 2 and time.monotonic() < deadline and process.poll() is None:

@@ -17,4 +17,4 @@ ModelFactory = Callable[..., Any]
 MODELS: Registry[ModelFactory] = Registry("model")
 
 # Importing a backend registers it.
-from orchestrator.models import digits_cnn  # noqa: E402,F401
+from orchestrator.models import digits_cnn, mobilenet_v1, mobilenet_v2, tiny_yolov2  # noqa: E402,F401
