@@ -55,7 +55,8 @@ def test_lineage_records_every_step_with_parameters_and_time(built_tiny):
     _, variants, _ = built_tiny
     variant = next(v for v in variants if v.name == "l1-0.50/ft1/int8_static")
     assert [step["step"] for step in variant.lineage] == ["train", "prune", "finetune", "export", "quantize"]
-    assert variant.lineage[1]["params"] == {"method": "l1", "ratio": 0.5}
+    assert variant.lineage[1]["params"] == {"method": "l1", "ratio": 0.5, "scope": "per_layer", "round_to": None,
+                                            "keep": []}
     assert all(step["wall_s"] >= 0 and len(step["key"]) == 64 for step in variant.lineage)
     assert variant.build_s > 0
 
@@ -137,7 +138,8 @@ def test_a_pruned_checkpoint_loads_back_with_identical_outputs(built_tiny, tmp_p
     from orchestrator.build.prune import PruneStep
 
     model = builder.context.new_model().eval()
-    pruned = PruneStep().run(builder.context, TorchNode(copy.deepcopy(model)), {"method": "l1", "ratio": 0.5}).model
+    params = {"method": "l1", "ratio": 0.5, "scope": "per_layer", "round_to": None, "keep": []}
+    pruned = PruneStep().run(builder.context, TorchNode(copy.deepcopy(model)), params).model
     checkpoint.save(pruned, tmp_path / "p.pt", {"note": "x"})
     restored, meta = checkpoint.load(builder.context.new_model(), tmp_path / "p.pt")
     x = torch.randn(2, 1, 16, 16)

@@ -13,7 +13,7 @@ from tests.conftest import REPO, TINY_RECIPE
 
 def test_quickstart_expands_to_sixteen_named_variants():
     loaded = load_recipe(REPO / "recipes" / "quickstart.yaml")
-    plans = expand(loaded.recipe)
+    plans = expand(loaded)
     assert len(plans) == 16
     names = {plan.name for plan in plans}
     assert "dense/ft0/fp32" in names and "l1-0.50/ft2/int8_static" in names
@@ -27,7 +27,7 @@ def test_quickstart_expands_to_sixteen_named_variants():
 def test_scalar_is_a_one_point_axis(tmp_path: Path):
     path = tmp_path / "r.yaml"
     path.write_text(TINY_RECIPE.replace("ratio: [0, 0.5]", "ratio: 0.5").replace("[none, int8_static]", "none"))
-    plans = expand(load_recipe(path).recipe)
+    plans = expand(load_recipe(path))
     assert sorted(p.name for p in plans) == ["l1-0.50/ft0/fp32", "l1-0.50/ft1/fp32"]
 
 

@@ -43,4 +43,4 @@ class BuildStep(Protocol):
 
 STEPS: Registry[BuildStep] = Registry("build step")
 
-from orchestrator.build import export, prune, quantize, train  # noqa: E402,F401
+from orchestrator.build import export, onnx_source, prune, quantize, train  # noqa: E402,F401

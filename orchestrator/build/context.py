@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -9,8 +10,9 @@ import torch
 
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.datasets import DATASETS, Splits
+from orchestrator.errors import BuildError
 from orchestrator.models import MODELS
-from orchestrator.recipes import Recipe
+from orchestrator.recipes import LoadedRecipe
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -19,19 +21,39 @@ OUTPUT_NAME = "output"
 class BuildContext:
     """Shared state of one recipe's build; the data set is loaded once, on first use."""
 
-    def __init__(self, recipe: Recipe, store: ArtifactStore):
-        self.recipe = recipe
+    def __init__(self, loaded: LoadedRecipe, store: ArtifactStore):
+        self.loaded = loaded
+        self.recipe = loaded.recipe
         self.store = store
+        # Set by the Builder: the trained base model of this recipe (the `base` distillation teacher).
+        self.base_model: Callable[[], Any] | None = None
 
     @cached_property
     def splits(self) -> Splits:
-        return DATASETS.get(self.recipe.dataset.name).load(self.recipe.dataset)
+        dataset = self.recipe.dataset
+        if dataset.root is not None:
+            dataset = dataset.model_copy(update={"root": str(self.loaded.resolve(dataset.root))})
+        return DATASETS.get(dataset.name).load(dataset)
 
     def new_model(self) -> Any:
         """A freshly initialised model of the recipe's architecture."""
+        if self.recipe.model.arch is None:
+            raise BuildError(f"{self.loaded.path}: model is an ONNX file; this step needs a torch model")
         factory = MODELS.get(self.recipe.model.arch)
         return factory(num_classes=self.splits.num_classes, in_channels=self.splits.in_channels,
                        **self.recipe.model.options)
+
+    def teacher(self, source: str) -> Any:
+        """The distillation teacher: `base` (this recipe's trained model) or a state_dict file."""
+        if source == "base":
+            if self.base_model is None:
+                raise BuildError("distill teacher `base` is not available here")
+            return self.base_model()
+        from orchestrator.models.weights import load_weights
+
+        model = self.new_model()
+        load_weights(model, str(self.loaded.resolve(source)), "state_dict")
+        return model.eval()
 
     def example_input(self, image_size: int | None = None) -> torch.Tensor:
         size = image_size or self.recipe.dataset.image_size

@@ -12,12 +12,10 @@ import torch
 
 from orchestrator.build import STEPS, OnnxNode, TorchNode
 from orchestrator.build.context import INPUT_NAME, OUTPUT_NAME
-from orchestrator.build.evaluate import onnx_top1, size_figures
-
-OPSET = 17
+from orchestrator.build.evaluate import host_accuracy, size_figures
 
 
-def export_bytes(model: torch.nn.Module, example_input: torch.Tensor) -> bytes:
+def export_bytes(model: torch.nn.Module, example_input: torch.Tensor, opset: int = 17) -> bytes:
     """ONNX bytes of `model`, batch dimension dynamic, weights embedded (no .onnx.data file)."""
     with tempfile.TemporaryDirectory(prefix="orch-export-") as tmp, warnings.catch_warnings():
         target = Path(tmp) / "model.onnx"
@@ -25,7 +23,7 @@ def export_bytes(model: torch.nn.Module, example_input: torch.Tensor) -> bytes:
         # The TorchScript exporter (dynamo=False): in torch 2.13 the dynamo one is
         # the default, takes ~20x longer on these small nets and needs onnxscript;
         # its graphs are no better for onnxruntime here.
-        torch.onnx.export(model.eval(), (example_input,), str(target), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(model.eval(), (example_input,), str(target), dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
         data = target.read_bytes()
@@ -42,10 +40,10 @@ class ExportStep:
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> OnnxNode:
         example = ctx.example_input(params["image_size"])
-        sha = ctx.store.put(export_bytes(parent.model, example), ".onnx")
+        sha = ctx.store.put(export_bytes(parent.model, example, params["opset"]), ".onnx")
         meta = size_figures(parent.model, example)
         meta["input"] = {"name": INPUT_NAME, "shape": list(example.shape), "dtype": "float32"}
-        meta["host_accuracy"] = onnx_top1(str(ctx.store.path(sha, ".onnx")), ctx.splits.test_x, ctx.splits.test_y)
+        meta["host_accuracy"] = host_accuracy(ctx, sha)
         return OnnxNode(sha, meta)
 
 

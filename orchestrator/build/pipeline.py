@@ -52,12 +52,13 @@ class Builder:
     def __init__(self, loaded: LoadedRecipe, store: ArtifactStore):
         self.loaded = loaded
         self.store = store
-        self.context = BuildContext(loaded.recipe, store)
+        self.context = BuildContext(loaded, store)
+        self.context.base_model = self._base_model
         self._memo: dict[str, TorchNode | OnnxNode] = {}
         self.steps_run = 0
 
     def plans(self) -> list[VariantPlan]:
-        return expand(self.loaded.recipe)
+        return expand(self.loaded)
 
     def build(self, plan: VariantPlan) -> BuiltVariant:
         """Build one variant (and whatever of its lineage is not cached yet)."""
@@ -81,6 +82,14 @@ class Builder:
             if on_built:
                 on_built(variant)
         return built
+
+    def _base_model(self) -> object:
+        """The trained model every variant of this recipe starts from (its first step)."""
+        first = self.plans()[0].steps[0]
+        node = self._materialize((first,), [step_key(None, first)], 0)
+        if not isinstance(node, TorchNode):
+            raise BuildError("this recipe's model source is not a torch model")
+        return node.model
 
     def evaluation_set(self) -> str:
         """The test split as a content-addressed .npz (x, y) for on-device scoring; its sha256."""

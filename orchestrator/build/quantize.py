@@ -1,4 +1,11 @@
-"""Post-training quantization with onnxruntime.quantization (after its pre-processing)."""
+"""Post-training quantization and fp16 conversion of ONNX artifacts.
+
+onnxruntime.quantization does the quantizing (after its own pre-processing:
+shape inference and graph optimization); onnxconverter-common converts to
+fp16 with float32 inputs and outputs kept. Every combination onnxruntime
+accepts is buildable, including the ones that run slowly on some CPUs: orch
+measures, it does not guess.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
     QuantType,
+    quantize_dynamic,
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from orchestrator.build import STEPS, OnnxNode
-from orchestrator.build.evaluate import onnx_top1
+from orchestrator.build.evaluate import host_accuracy
 
 CALIBRATION_SEED = 0
+TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+CALIBRATIONS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile}
 
 
 class ArrayCalibration(CalibrationDataReader):
@@ -38,28 +51,43 @@ def calibration_images(train_x: np.ndarray, count: int) -> np.ndarray:
     return train_x[np.sort(pick)]
 
 
+def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train_x: np.ndarray) -> bytes:
+    """The ONNX bytes of `source` quantized (or converted to fp16) as `params` say."""
+    mode = params["mode"]
+    if mode == "fp16":
+        from onnxconverter_common import float16
+
+        converted = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        return converted.SerializeToString()
+    with tempfile.TemporaryDirectory(prefix="orch-quant-") as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized.onnx"
+        quant_pre_process(str(source), str(prepared))
+        if mode == "dynamic":
+            quantize_dynamic(str(prepared), str(quantized), weight_type=TYPES[params["weights"]],
+                             per_channel=params["per_channel"])
+        elif mode == "static":
+            images = calibration_images(train_x, params["samples"])
+            quantize_static(str(prepared), str(quantized), ArrayCalibration(input_name, images),
+                            quant_format=FORMATS[params["format"]], activation_type=TYPES[params["activations"]],
+                            weight_type=TYPES[params["weights"]], per_channel=params["per_channel"],
+                            calibrate_method=CALIBRATIONS[params["calibration"]])
+        else:
+            raise ValueError(f"quantize mode {mode!r} builds nothing")
+        return quantized.read_bytes()
+
+
 class QuantizeStep:
-    """int8_static: QDQ format, int8 weights and activations, MinMax calibration on training images."""
+    """Quantize (dynamic or static, any onnxruntime format and types) or convert to fp16."""
 
     name = "quantize"
-    version = "1"
+    version = "2"
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
-        if params["mode"] != "int8_static":
-            raise ValueError(f"quantize mode {params['mode']!r} is not supported")
-        with tempfile.TemporaryDirectory(prefix="orch-quant-") as tmp:
-            prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized.onnx"
-            quant_pre_process(str(ctx.store.path(parent.sha256, ".onnx")), str(prepared))
-            images = calibration_images(ctx.splits.train_x, params["calibration_samples"])
-            quantize_static(str(prepared), str(quantized),
-                            ArrayCalibration(parent.meta["input"]["name"], images),
-                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-            sha = ctx.store.put(quantized.read_bytes(), ".onnx")
-        meta = dict(parent.meta)
-        meta["host_accuracy"] = onnx_top1(str(ctx.store.path(sha, ".onnx")), ctx.splits.test_x, ctx.splits.test_y)
-        return OnnxNode(sha, meta)
+        source = ctx.store.path(parent.sha256, ".onnx")
+        data = quantized_bytes(source, params, parent.meta["input"]["name"], ctx.splits.train_x)
+        sha = ctx.store.put(data, ".onnx")
+        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha)})
 
 
 STEPS.register(QuantizeStep.name)(QuantizeStep())

@@ -76,4 +76,4 @@ class Dataset:
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 
-from orchestrator.datasets import digits  # noqa: E402,F401
+from orchestrator.datasets import cifar10, digits, image_folder, voc  # noqa: E402,F401

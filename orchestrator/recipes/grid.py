@@ -1,0 +1,155 @@
+"""Grid expansion: every combination of a recipe's variant axes, as an ordered list of build steps.
+
+A variant's name is its lineage in short: `l1-0.50/ft2/int8_static` is pruned
+50% with L1 importance, fine-tuned 2 epochs and statically quantized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.recipes.loading import LoadedRecipe
+from orchestrator.recipes.schema import QuantizeSpec, Recipe
+
+
+class Step(BaseModel):
+    """One build step of a variant's lineage: a step name and its parameters."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    params: dict[str, Any]
+
+
+class VariantPlan(BaseModel):
+    """One point of the grid: a readable name, the steps that build it in order, and its axis values."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    steps: tuple[Step, ...]
+    axes: dict[str, Any]
+
+
+def file_sha256(path: Path) -> str | None:
+    """Content hash of an input file (so replacing weights rebuilds); None if it is missing."""
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except OSError:
+        return None
+
+
+def expand(loaded: LoadedRecipe) -> list[VariantPlan]:
+    """Every combination of the recipe's variant axes, as build plans (duplicates merged, order kept)."""
+    recipe = loaded.recipe
+    plans: dict[str, VariantPlan] = {}
+    prefixes = _onnx_prefixes(loaded) if recipe.model.onnx else _torch_prefixes(loaded)
+    sizes = recipe.variants.input_size or [recipe.dataset.image_size]
+    for (prefix_name, prefix_steps, axes), size, quantize in itertools.product(
+            prefixes, sizes, recipe.variants.quantize):
+        steps = list(prefix_steps)
+        if recipe.model.onnx:
+            if recipe.variants.input_size:
+                steps.append(Step(name="resize_input", params={"image_size": size}))
+            if "opset" in recipe.variants.model_fields_set:
+                steps.append(Step(name="convert_opset", params={"opset": recipe.variants.opset}))
+        else:
+            steps.append(Step(name="export", params={"image_size": size, "opset": recipe.variants.opset}))
+        if quantize.mode != "none":
+            steps.append(Step(name="quantize", params=_quantize_params(quantize, recipe)))
+        parts = [prefix_name] if prefix_name else []
+        if recipe.variants.input_size:
+            parts.append(f"{size}px")
+        parts.append(quantize.label)
+        name = "/".join(parts)
+        plans.setdefault(name, VariantPlan(name=name, steps=tuple(steps), axes={
+            **axes, "input_size": size, "quantize": quantize.label}))
+    return list(plans.values())
+
+
+def _quantize_params(quantize: QuantizeSpec, recipe: Recipe) -> dict[str, Any]:
+    params = quantize.model_dump()
+    if quantize.mode == "static":
+        params["samples"] = quantize.samples or recipe.variants.calibration_samples
+    else:
+        params.pop("samples")
+    return params
+
+
+def _onnx_prefixes(loaded: LoadedRecipe) -> list[tuple[str, list[Step], dict[str, Any]]]:
+    path = loaded.resolve(loaded.recipe.model.onnx or "")
+    source = Step(name="import_onnx", params={"path": str(path), "sha256": file_sha256(path)})
+    return [("", [source], {})]
+
+
+def _torch_prefixes(loaded: LoadedRecipe) -> list[tuple[str, list[Step], dict[str, Any]]]:
+    """Every torch-side lineage (training through folding) with its name and axis values."""
+    recipe = loaded.recipe
+    variants = recipe.variants
+    model = recipe.model.model_dump()
+    if recipe.model.weights is not None:
+        weights_path = loaded.resolve(recipe.model.weights.path)
+        model["weights"] = {"path": str(weights_path), "format": recipe.model.weights.resolved_format,
+                            "skip_head": recipe.model.weights.skip_head, "sha256": file_sha256(weights_path)}
+    base = [Step(name="train", params={"model": model, "dataset": recipe.dataset.model_dump(),
+                                       "train": recipe.train.model_dump()})]
+    training = {"batch_size": recipe.train.batch_size, "seed": recipe.train.seed}
+    if variants.retrain is not None:
+        base.append(Step(name="finetune", params={**training, "epochs": variants.retrain.epochs,
+                                                  "lr": variants.retrain.lr, "trainable": variants.retrain.trainable,
+                                                  "distill": None}))
+    prune = variants.prune
+    finetune_lr = prune.finetune_lr or recipe.train.lr / 5
+    distills: list[dict[str, Any] | None] = [None]
+    if variants.distill is not None:
+        distills = [{"teacher": variants.distill.teacher, "temperature": t, "alpha": a}
+                    for t, a in itertools.product(variants.distill.temperature, variants.distill.alpha)]
+    prefixes = []
+    for method, ratio, scope, steps, epochs, distill, sparsity, sparse_scope, fold in itertools.product(
+            prune.method, prune.ratio, prune.scope, prune.steps, prune.finetune_epochs, distills,
+            variants.sparsify.ratio, variants.sparsify.scope, variants.fold_bn):
+        chain = list(base)
+        finetune = {**training, "epochs": epochs, "lr": finetune_lr, "trainable": None, "distill": distill}
+        pruning = {"method": method, "ratio": ratio, "scope": scope, "round_to": prune.round_to, "keep": prune.keep}
+        if ratio > 0 and steps > 1:
+            chain.append(Step(name="iterative_prune", params={**pruning, "steps": steps, "finetune": finetune}))
+        else:
+            if ratio > 0:
+                chain.append(Step(name="prune", params=pruning))
+            if epochs > 0:
+                chain.append(Step(name="finetune", params=finetune))
+        if sparsity > 0:
+            chain.append(Step(name="sparsify", params={"ratio": sparsity, "scope": sparse_scope}))
+        if fold:
+            chain.append(Step(name="fold_bn", params={}))
+        parts = [_prune_label(method, ratio, scope, steps), f"ft{epochs}"]
+        if distill:
+            parts.append(f"kd-T{distill['temperature']:g}-a{distill['alpha']:g}")
+        if sparsity > 0:
+            parts.append(f"sp{sparsity:.2f}" + ("" if sparse_scope == "global" else "-layer"))
+        if fold:
+            parts.append("fold")
+        axes = {"prune_method": method if ratio > 0 else None, "prune_ratio": ratio,
+                "prune_scope": scope if ratio > 0 else None, "prune_steps": steps if ratio > 0 else None,
+                "finetune_epochs": epochs, "sparsity_target": sparsity, "fold_bn": fold,
+                "distill": distill}
+        prefixes.append(("/".join(parts), chain, axes))
+    return prefixes
+
+
+def _prune_label(method: str, ratio: float, scope: str, steps: int) -> str:
+    if ratio == 0:
+        return "dense"
+    label = f"{method}-{ratio:.2f}"
+    if scope == "global":
+        label += "-global"
+    if steps > 1:
+        label += f"x{steps}"
+    return label

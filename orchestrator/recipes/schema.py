@@ -1,0 +1,331 @@
+"""The recipe schema (pydantic). Unknown keys are errors; every list in `variants` is a grid axis.
+
+    name, description
+    model:     {arch, options, weights} or {onnx: PATH}
+    dataset:   one of the registered data sets (orchestrator/datasets/), chosen by `name`
+    train:     how the base model is trained (absent or epochs 0 with imported weights: use them as they are)
+    variants:  retrain, prune, sparsify, distill, fold_bn, input_size, opset, quantize
+    benchmark: warm-up and measurement gates, threads, providers, accuracy
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from orchestrator.datasets import DATASETS, DatasetSpec
+
+
+def _as_list(value: Any) -> Any:
+    """A grid axis may be written as one value or as a list of values."""
+    return value if isinstance(value, list) else [value]
+
+
+def _unit_interval(values: list[float]) -> list[float]:
+    for index, value in enumerate(values):
+        if not 0 <= value < 1:
+            raise ValueError(f"[{index}] {value} is not in [0, 1)")
+    return values
+
+
+Axis = Annotated[list[Any], BeforeValidator(_as_list)]
+FractionAxis = Annotated[list[float], BeforeValidator(_as_list)]
+
+
+class Spec(BaseModel):
+    """Base of every recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeightsSpec(Spec):
+    """Weights to start from instead of a random initialization.
+
+    path: the file (relative paths are relative to the recipe file)
+    format: darknet (.weights) or state_dict (a torch state_dict file); default from the suffix
+    skip_head: load every layer except the model's output layers (to train a new head)
+    """
+
+    path: str
+    format: Literal["darknet", "state_dict"] | None = None
+    skip_head: bool = False
+
+    @property
+    def resolved_format(self) -> str:
+        return self.format or ("darknet" if self.path.endswith(".weights") else "state_dict")
+
+
+class ModelSpec(Spec):
+    """Where the network comes from: a zoo architecture (arch, options, weights) or an ONNX file (onnx).
+
+    arch: a model in orchestrator/models/; options: its keyword arguments
+    weights: a path, or {path, format, skip_head}
+    onnx: any ONNX file as the starting point (torch steps are refused for it)
+    """
+
+    arch: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    weights: WeightsSpec | None = None
+    onnx: str | None = None
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str | None) -> str | None:
+        from orchestrator.models import MODELS
+
+        if arch is not None and arch not in MODELS:
+            raise ValueError(f"unknown model {arch!r}; known: {', '.join(MODELS.names())}")
+        return arch
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if (self.arch is None) == (self.onnx is None):
+            raise ValueError("give exactly one of `arch` (a zoo model) or `onnx` (a model file)")
+        if self.onnx is not None and (self.options or self.weights):
+            raise ValueError("`options` and `weights` go with `arch`, not with `onnx`")
+        if self.arch is not None:
+            from orchestrator.models import MODELS
+
+            try:
+                inspect.signature(MODELS.get(self.arch)).bind(num_classes=1, in_channels=1, **self.options)
+            except TypeError as exc:
+                raise ValueError(f"options do not fit model {self.arch}: {exc}") from None
+        return self
+
+
+class TrainSpec(Spec):
+    """How the base model is trained (SGD with Nesterov momentum, cosine schedule)."""
+
+    epochs: int = Field(5, ge=0)
+    lr: float = Field(0.05, gt=0)
+    batch_size: int = Field(64, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    seed: int = 0
+
+
+class RetrainSpec(Spec):
+    """A fixed fine-tuning step before compression, e.g. "retrain only the last layer" for a new head.
+
+    epochs, lr: as in training; trainable: module-name prefixes left trainable (absent: all layers)
+    """
+
+    epochs: int = Field(ge=1)
+    lr: float = Field(0.01, gt=0)
+    trainable: list[str] | None = None
+
+
+class PruneAxes(Spec):
+    """Structured channel pruning (torch-pruning): channels are removed, MACs and file size shrink.
+
+    method: l1, l2, taylor, bn_scale, random (channel importance)
+    ratio: fraction of each layer's output channels removed, in [0, 1)
+    scope: per_layer (every layer loses `ratio`) or global (ranked across layers)
+    steps: iterative schedule: reach `ratio` in this many prune -> fine-tune -> evaluate steps
+    finetune_epochs: epochs of fine-tuning after each pruning step; finetune_lr its learning rate
+    round_to: keep channel counts multiples of this; keep: module names whose outputs are never pruned
+    """
+
+    method: Annotated[list[Literal["l1", "l2", "taylor", "bn_scale", "random"]], BeforeValidator(_as_list)] = ["l1"]
+    ratio: FractionAxis = [0.0]
+    scope: Annotated[list[Literal["per_layer", "global"]], BeforeValidator(_as_list)] = ["per_layer"]
+    steps: Annotated[list[Annotated[int, Field(ge=1)]], BeforeValidator(_as_list)] = [1]
+    finetune_epochs: Annotated[list[Annotated[int, Field(ge=0)]], BeforeValidator(_as_list)] = [0]
+    finetune_lr: float | None = Field(None, gt=0)
+    round_to: int | None = Field(None, ge=1)
+    keep: list[str] = Field(default_factory=list)
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio_range(cls, ratios: list[float]) -> list[float]:
+        return _unit_interval(ratios)
+
+
+class SparsifyAxes(Spec):
+    """Unstructured magnitude pruning (torch.nn.utils.prune): weights zeroed, the dense file does not shrink.
+
+    ratio: fraction of weights zeroed, in [0, 1); scope: per_layer or global
+    """
+
+    ratio: FractionAxis = [0.0]
+    scope: Annotated[list[Literal["per_layer", "global"]], BeforeValidator(_as_list)] = ["global"]
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio_range(cls, ratios: list[float]) -> list[float]:
+        return _unit_interval(ratios)
+
+
+class DistillSpec(Spec):
+    """Knowledge distillation (Hinton) for every fine-tuning after compression.
+
+    teacher: `base` (the trained model before compression) or a state_dict path of the same architecture
+    temperature, alpha: softened-logit temperature, weight of the distillation term
+    """
+
+    teacher: str = "base"
+    temperature: Annotated[list[Annotated[float, Field(gt=0)]], BeforeValidator(_as_list)] = [4.0]
+    alpha: Annotated[list[Annotated[float, Field(ge=0, le=1)]], BeforeValidator(_as_list)] = [0.9]
+
+
+class QuantizeSpec(Spec):
+    """One quantization setting (onnxruntime.quantization), written as a preset name or as this mapping.
+
+    mode: none, fp16 (IO kept float32), dynamic, static
+    weights, activations: int8 or uint8 (activations: static only)
+    format: qdq or qoperator (static only)
+    calibration: minmax, entropy or percentile; samples: calibration images (static only)
+    per_channel: per-channel weight scales
+    """
+
+    mode: Literal["none", "fp16", "dynamic", "static"]
+    weights: Literal["int8", "uint8"] = "int8"
+    activations: Literal["int8", "uint8"] = "int8"
+    format: Literal["qdq", "qoperator"] = "qdq"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = False
+    samples: int | None = Field(None, gt=0)
+
+    @property
+    def label(self) -> str:
+        """The preset name when it is one, else a compact description (used in variant names)."""
+        if self.mode in ("none", "fp16"):
+            return {"none": "fp32", "fp16": "fp16"}[self.mode]
+        for name, preset in QUANTIZE_PRESETS.items():
+            if self == preset:
+                return name
+        bits = {"int8": "s8", "uint8": "u8"}
+        channel = "-pc" if self.per_channel else ""
+        if self.mode == "dynamic":
+            return f"dyn-{bits[self.weights]}{channel}"
+        return f"{self.format}-{bits[self.activations]}{bits[self.weights]}-{self.calibration}{channel}"
+
+
+QUANTIZE_PRESETS: dict[str, QuantizeSpec] = {
+    "none": QuantizeSpec(mode="none"),
+    "fp16": QuantizeSpec(mode="fp16"),
+    "dynamic_uint8": QuantizeSpec(mode="dynamic", weights="uint8"),
+    "dynamic_int8": QuantizeSpec(mode="dynamic", weights="int8"),
+    "int8_static": QuantizeSpec(mode="static", activations="int8", weights="int8", format="qdq"),
+    "uint8_static": QuantizeSpec(mode="static", activations="uint8", weights="int8", format="qdq"),
+    "int8_static_qoperator": QuantizeSpec(mode="static", activations="int8", weights="int8", format="qoperator"),
+}
+
+
+def _quantize_choice(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in QUANTIZE_PRESETS:
+            raise ValueError(f"unknown quantization {value!r}; presets: {', '.join(QUANTIZE_PRESETS)} "
+                             "(or a mapping with mode:)")
+        return QUANTIZE_PRESETS[value]
+    return value
+
+
+QuantizeChoice = Annotated[QuantizeSpec, BeforeValidator(_quantize_choice)]
+
+
+class VariantsSpec(Spec):
+    """The variant grid, applied in this order: retrain, prune (+fine-tune), sparsify, fold_bn, export, quantize.
+
+    retrain: see RetrainSpec (not an axis)
+    prune, sparsify, distill: see their sections
+    fold_bn: fold BatchNorm into the preceding convolution (true/false, an axis)
+    input_size: input resolutions to export at (an axis; absent: the data set's image_size)
+    opset: ONNX opset of exported models
+    quantize: quantization settings (an axis of preset names or mappings)
+    calibration_samples: default number of calibration images for static quantization
+    """
+
+    retrain: RetrainSpec | None = None
+    prune: PruneAxes = Field(default_factory=PruneAxes)
+    sparsify: SparsifyAxes = Field(default_factory=SparsifyAxes)
+    distill: DistillSpec | None = None
+    fold_bn: Annotated[list[bool], BeforeValidator(_as_list)] = [False]
+    input_size: Annotated[list[Annotated[int, Field(gt=0, le=4096)]], BeforeValidator(_as_list)] | None = None
+    opset: int = Field(17, ge=11, le=23)
+    quantize: Annotated[list[QuantizeChoice], BeforeValidator(_as_list)] = [QUANTIZE_PRESETS["none"]]
+    calibration_samples: int = Field(128, gt=0)
+
+
+class WarmupGate(Spec):
+    """Warm-up: at least min_iters runs AND min_s seconds (capped by max_s if set)."""
+
+    min_iters: int = Field(10, ge=0)
+    min_s: float = Field(0.5, ge=0)
+    max_s: float | None = Field(None, gt=0)
+
+
+class MeasureGate(Spec):
+    """Timed runs: at least min_iters AND min_s seconds, stopped at max_s."""
+
+    min_iters: int = Field(300, ge=1)
+    min_s: float = Field(3.0, ge=0)
+    max_s: float = Field(60.0, gt=0)
+
+
+class BenchmarkSpec(Spec):
+    """How each variant is measured on each device.
+
+    warmup, measure: run gates; threads: onnxruntime intra-op thread counts (an axis);
+    providers: onnxruntime execution providers, in order; graph_optimization: onnxruntime level;
+    accuracy: full_test_set (score every test sample on the device) or none
+    """
+
+    warmup: WarmupGate = Field(default_factory=WarmupGate)
+    measure: MeasureGate = Field(default_factory=MeasureGate)
+    threads: Annotated[list[Annotated[int, Field(ge=1)]], BeforeValidator(_as_list)] = [1]
+    providers: list[str] = ["CPUExecutionProvider"]
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    accuracy: Literal["full_test_set", "none"] = "full_test_set"
+
+
+def _dataset_specs() -> Any:
+    """The `dataset:` section: one schema per registered data set, chosen by its `name`."""
+    specs = [DATASETS.get(name).spec for name in DATASETS.names()]
+    if len(specs) == 1:
+        return specs[0]
+    return Annotated[Union[tuple(specs)], Field(discriminator="name")]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    DatasetSection = DatasetSpec
+else:
+    DatasetSection = _dataset_specs()
+
+
+class Recipe(Spec):
+    """One study: what to build and how to measure it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    model: ModelSpec
+    dataset: DatasetSection
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    variants: VariantsSpec = Field(default_factory=VariantsSpec)
+    benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
+
+
+# Sections that need a torch model: refused for `model: {onnx: ...}` (key path, what is wrong).
+TORCH_ONLY = {
+    ("variants", "retrain"): lambda v: v.retrain is not None,
+    ("variants", "prune"): lambda v: any(r > 0 for r in v.prune.ratio),
+    ("variants", "sparsify"): lambda v: any(r > 0 for r in v.sparsify.ratio),
+    ("variants", "distill"): lambda v: v.distill is not None,
+    ("variants", "fold_bn"): lambda v: any(v.fold_bn),
+}
+
+
+def onnx_source_conflicts(recipe: Recipe) -> list[tuple[tuple[str, ...], str]]:
+    """Sections an ONNX-file model cannot take, as (key path, message) pairs."""
+    if recipe.model.onnx is None:
+        return []
+    return [(path, f"needs a torch model, but model is the ONNX file {recipe.model.onnx}; with an ONNX "
+                   "source only quantize, input_size and opset apply")
+            for path, used in TORCH_ONLY.items() if used(recipe.variants)]
