@@ -49,6 +49,31 @@ def sweep(
 
 
 @app.command()
+def build(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    db: DbOption = None,
+    artifacts: ArtifactsOption = Path("artifacts"),
+) -> None:
+    """Build every variant of RECIPE (nothing already built is built again) and show them."""
+    import time
+
+    from orchestrator.artifacts import ArtifactStore
+    from orchestrator.build.pipeline import build_recipe
+    from orchestrator.recipes import load_recipe
+    from orchestrator.results.db import open_database
+    from orchestrator.ui import SweepProgress, variants_table
+
+    loaded = load_recipe(recipe)
+    started = time.perf_counter()
+    with SweepProgress(console) as progress:
+        outcome = build_recipe(loaded, ArtifactStore(artifacts), open_database(db), observer=progress)
+    console.print(variants_table(outcome.variants, title=f"{loaded.recipe.name}: {len(outcome.variants)} variants"))
+    built = sum(1 for v in outcome.variants if v.steps_run)
+    summary = f"built {built} variants ({outcome.steps_run} steps)" if built else "nothing to build: all cached"
+    console.print(f"{summary}, {time.perf_counter() - started:.1f} s; artifacts in {artifacts}/")
+
+
+@app.command()
 def results(
     sweep: Annotated[str, typer.Option(help="`last`, `all` or a sweep id.")] = "last",
     device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
@@ -62,6 +87,39 @@ def results(
 
     rows = result_rows(open_database(db), sweep=sweep, device=device, recipe=recipe)
     console.print(results_table(rows, title=f"results (sweep {sweep})", width=console.width))
+
+
+recipes_app = typer.Typer(help="Check and inspect recipes.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.command("check")
+def recipes_check(files: Annotated[list[Path], typer.Argument(help="Recipe YAML files.")]) -> None:
+    """Validate recipes: one line per file, `ok` or what is wrong and where. Exit code 2 if any is bad."""
+    from orchestrator.errors import RecipeError
+    from orchestrator.recipes import expand, load_recipe
+
+    bad = 0
+    for path in files:
+        try:
+            loaded = load_recipe(path)
+            console.print(f"[green]ok[/green]   {path}: {len(expand(loaded))} variants", highlight=False)
+        except RecipeError as exc:
+            bad += 1
+            errors.print(f"[red]bad[/red]  {exc}", highlight=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(2)
+
+
+@recipes_app.command("show")
+def recipes_show(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")]) -> None:
+    """Show the expanded grid: every variant the recipe builds, with its steps."""
+    from orchestrator.recipes import expand, load_recipe
+    from orchestrator.ui import plans_table
+
+    loaded = load_recipe(recipe)
+    plans = expand(loaded)
+    console.print(plans_table(plans, title=f"{loaded.recipe.name}: {len(plans)} variants"))
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from agent.spec import EvaluationSpec, Gate, InputSpec, JobSpec
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.build.pipeline import Builder, BuiltVariant
+from orchestrator.build.pipeline import BuiltVariant, build_recipe
 from orchestrator.errors import Interrupted
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.local import LocalTransport
@@ -87,19 +87,10 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
     """Build, benchmark and record one recipe on the given devices."""
     observer = observer or NullObserver()
     recipe = loaded.recipe
-    builder = Builder(loaded, store)
-    plans = builder.plans()
-    observer.build_started(len(plans))
-    variants = []
-    for plan in plans:
-        variant = builder.build(plan)
-        variants.append(variant)
-        observer.variant_built(variant)
-    evaluation = builder.evaluation_set() if recipe.benchmark.accuracy == "full_test_set" else None
-
+    built = build_recipe(loaded, store, engine, observer)
+    variants = built.variants
+    evaluation = built.builder.evaluation_set() if recipe.benchmark.accuracy == "full_test_set" else None
     results = ResultsStore(engine)
-    for variant in variants:
-        results.upsert_variant(recipe.name, variant)
     jobs = [Job(variant, device, threads)
             for device in devices for variant in variants for threads in recipe.benchmark.threads]
     report = SweepReport(sweep_id=results.start_sweep(recipe.name, loaded.path, loaded.sha256,

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.build.pipeline import BuiltVariant
+from orchestrator.recipes import QuantizeSpec, VariantPlan
 from orchestrator.sweep import Job
 
 STATUS_STYLE = {"ok": "green", "invalid": "yellow", "error": "red"}
@@ -95,4 +96,75 @@ def results_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> Ta
                          min_width=longest_variant if name == "variant" else None)
     for row in rows:
         table.add_row(*(cell(row) for _, _, cell in columns))
+    return table
+
+
+def _step_text(name: str, params: dict[str, Any]) -> str:
+    """A short human form of one build step, e.g. prune(l1 0.5) or quantize(int8_static)."""
+    if name == "train":
+        source = params["model"].get("weights")
+        epochs = params["train"]["epochs"]
+        return f"train({epochs} ep" + (", from weights)" if source else ")")
+    if name == "prune":
+        return f"prune({params['method']} {params['ratio']:g}" + (" global)" if params["scope"] == "global" else ")")
+    if name == "iterative_prune":
+        return f"prune({params['method']} {params['ratio']:g} in {params['steps']} steps)"
+    if name == "finetune":
+        return f"finetune({params['epochs']} ep" + (", kd)" if params.get("distill") else ")")
+    if name == "export":
+        return f"export({params['image_size']}px)"
+    if name == "quantize":
+        return f"quantize({QuantizeSpec(**{**params, 'samples': None}).label})"
+    if name == "sparsify":
+        return f"sparsify({params['ratio']:g})"
+    if name == "resize_input":
+        return f"resize({params['image_size']}px)"
+    return name
+
+
+def plans_table(plans: list[VariantPlan], title: str) -> Table:
+    """The expanded grid: one row per variant with the steps that build it."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("variant", no_wrap=True)
+    table.add_column("steps")
+    for plan in plans:
+        table.add_row(plan.name, " > ".join(_step_text(step.name, step.params) for step in plan.steps))
+    return table
+
+
+def _count(value: float | None) -> str:
+    """3_210_000 -> 3.2M, 15_554 -> 15.6k."""
+    if value is None:
+        return "-"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f}{suffix}"
+    return f"{value:.0f}"
+
+
+def variants_table(variants: list[BuiltVariant], title: str) -> Table:
+    """Built variants: id, name, size figures, host-side accuracy; sparsity only when some variant has any."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    show_sparsity = any((v.meta.get("sparsity") or 0) > 0 for v in variants)
+    longest = max((len(v.name) for v in variants), default=7)
+    columns: list[tuple[str, str, Any]] = [
+        ("id", "left", lambda v: v.sha256[:10]),
+        ("variant", "left", lambda v: v.name),
+        ("params", "right", lambda v: _count(v.meta.get("params"))),
+        ("MACs", "right", lambda v: _count(v.meta.get("macs"))),
+        ("KB", "right", lambda v: f"{v.file_size_bytes / 1024:.0f}"),
+        ("sparsity", "right", lambda v: _fmt(v.meta.get("sparsity"), 2)),
+        ("acc %", "right", lambda v: "-" if v.meta.get("host_accuracy") is None
+         else f"{100 * v.meta['host_accuracy']:.2f}"),
+        ("build s", "right", lambda v: f"{v.build_s:.1f}"),
+        ("", "left", lambda v: "[dim]cached" if v.steps_run == 0 else "[green]built"),
+    ]
+    columns = [c for c in columns if c[0] != "sparsity" or show_sparsity]
+    for name, justify, _ in columns:
+        table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                         min_width=longest if name == "variant" else None)
+    for variant in variants:
+        table.add_row(*(cell(variant) for _, _, cell in columns))
+    table.caption = "acc %: top-1 on the test split, on this host (onnxruntime CPU); build s: every step of the lineage"
+    table.caption_justify = "left"
     return table

@@ -27,6 +27,7 @@ class BuildContext:
         self.store = store
         # Set by the Builder: the trained base model of this recipe (the `base` distillation teacher).
         self.base_model: Callable[[], Any] | None = None
+        self._resized: dict[tuple[str, int], Any] = {}
 
     @cached_property
     def splits(self) -> Splits:
@@ -34,6 +35,20 @@ class BuildContext:
         if dataset.root is not None:
             dataset = dataset.model_copy(update={"root": str(self.loaded.resolve(dataset.root))})
         return DATASETS.get(dataset.name).load(dataset)
+
+    def images(self, split: str, size: int | None) -> Any:
+        """The train or test images at `size` pixels (bilinear resize, cached), for calibration and scoring."""
+        images = self.splits.train_x if split == "train" else self.splits.test_x
+        if size is None or images.shape[-1] == size and images.shape[-2] == size:
+            return images
+        key = (split, size)
+        if key not in self._resized:
+            import torch.nn.functional as F
+
+            resized = F.interpolate(torch.from_numpy(images), size=(size, size), mode="bilinear",
+                                    align_corners=False, antialias=True)
+            self._resized[key] = resized.numpy()
+        return self._resized[key]
 
     def new_model(self) -> Any:
         """A freshly initialised model of the recipe's architecture."""

@@ -1,17 +1,20 @@
-"""Host-side scoring of artifacts, and size figures (parameters, MACs, sparsity) of torch models."""
+"""Host-side scoring of artifacts, and size figures (parameters, MACs, sparsity) of torch models.
+
+Heavy libraries are imported where used: a build that finds everything cached never loads them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
-import torch_pruning as tp
 
 
 def onnx_top1(model_path: str, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
     """Top-1 accuracy of an ONNX classifier over (x, y) on this host's CPU."""
+    import onnxruntime as ort
+
     session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
     dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
@@ -27,16 +30,18 @@ def onnx_top1(model_path: str, x: np.ndarray, y: np.ndarray, batch: int = 256) -
     return correct / scored if scored else float("nan")
 
 
-def host_accuracy(ctx: Any, sha256: str) -> float | None:
+def host_accuracy(ctx: Any, sha256: str, image_size: int) -> float | None:
     """Top-1 on the test split for a labelled classification data set; None when it cannot be scored."""
     splits = ctx.splits
     if splits.task != "classification" or not len(splits.test_x) or int(np.min(splits.test_y)) < 0:
         return None
-    return onnx_top1(str(ctx.store.path(sha256, ".onnx")), splits.test_x, splits.test_y)
+    return onnx_top1(str(ctx.store.path(sha256, ".onnx")), ctx.images("test", image_size), splits.test_y)
 
 
 def size_figures(model: torch.nn.Module, example_input: torch.Tensor) -> dict[str, Any]:
     """Parameter count, multiply-accumulates per inference, and weight sparsity of a torch model."""
+    import torch_pruning as tp
+
     model = model.eval()
     macs, params = tp.utils.count_ops_and_params(model, example_input)
     weights = [p.detach() for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1]

@@ -43,7 +43,7 @@ class ExportStep:
         sha = ctx.store.put(export_bytes(parent.model, example, params["opset"]), ".onnx")
         meta = size_figures(parent.model, example)
         meta["input"] = {"name": INPUT_NAME, "shape": list(example.shape), "dtype": "float32"}
-        meta["host_accuracy"] = host_accuracy(ctx, sha)
+        meta["host_accuracy"] = host_accuracy(ctx, sha, params["image_size"])
         return OnnxNode(sha, meta)
 
 

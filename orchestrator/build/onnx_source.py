@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx import version_converter
 
 from orchestrator.build import STEPS, OnnxNode
 from orchestrator.build.evaluate import host_accuracy
@@ -43,6 +41,8 @@ def parameter_count(model: onnx.ModelProto) -> int:
 
 def check_runs(data: bytes, model_input: dict[str, Any], what: str) -> None:
     """Create an onnxruntime session and run it once on zeros: proof the graph is usable as it is."""
+    import onnxruntime as ort  # here, not at the top: a build that finds everything cached never needs it
+
     try:
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         session.run(None, {model_input["name"]: np.zeros(model_input["shape"], dtype=model_input["dtype"])})
@@ -71,7 +71,7 @@ class ImportOnnxStep:
         check_runs(data, model_input, str(path))
         sha = ctx.store.put(data, ".onnx")
         return OnnxNode(sha, {"input": model_input, "params": parameter_count(model), "macs": None,
-                              "sparsity": None, "host_accuracy": host_accuracy(ctx, sha)})
+                              "sparsity": None, "host_accuracy": host_accuracy(ctx, sha, model_input["shape"][-1])})
 
 
 class ResizeInputStep:
@@ -102,7 +102,7 @@ class ResizeInputStep:
         data = model.SerializeToString()
         check_runs(data, model_input, f"input_size {size}")
         sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"input": model_input, "host_accuracy": None})
+        return OnnxNode(sha, {"input": model_input, "host_accuracy": host_accuracy(ctx, sha, size)})
 
 
 class ConvertOpsetStep:
@@ -113,6 +113,8 @@ class ConvertOpsetStep:
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
+        from onnx import version_converter
+
         model = onnx.load(str(ctx.store.path(parent.sha256, ".onnx")))
         try:
             converted = version_converter.convert_version(model, params["opset"])
@@ -121,7 +123,7 @@ class ConvertOpsetStep:
         data = converted.SerializeToString()
         check_runs(data, parent.meta["input"], f"opset {params['opset']}")
         sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha)})
+        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha, parent.meta["input"]["shape"][-1])})
 
 
 for _step in (ImportOnnxStep(), ResizeInputStep(), ConvertOpsetStep()):

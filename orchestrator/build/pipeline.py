@@ -13,13 +13,16 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
 
 from orchestrator.artifacts import ArtifactStore, npz_bytes
 from orchestrator.build import STEPS, OnnxNode, TorchNode, checkpoint
 from orchestrator.build.context import BuildContext
 from orchestrator.errors import BuildError
 from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
+from orchestrator.results.store import ResultsStore
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,14 @@ class Builder:
             raise BuildError("this recipe's model source is not a torch model")
         return node.model
 
-    def evaluation_set(self) -> str:
-        """The test split as a content-addressed .npz (x, y) for on-device scoring; its sha256."""
+    def evaluation_set(self) -> str | None:
+        """The test split as a content-addressed .npz (x, y) for on-device top-1 scoring; its sha256.
+
+        None when the data set has no class labels to score against (detection, unlabelled folders).
+        """
         splits = self.context.splits
+        if splits.task != "classification" or not len(splits.test_y) or int(splits.test_y.min()) < 0:
+            return None
         return self.store.put(npz_bytes(x=splits.test_x, y=splits.test_y), ".npz")
 
     # -- internals -----------------------------------------------------------
@@ -132,3 +140,41 @@ class Builder:
             self.store.remember(key, node.sha256, ".onnx", node.meta)
             return
         checkpoint.save(node.model, self.store.checkpoint_path(key), node.meta)
+
+
+class BuildObserver(Protocol):
+    """Progress events of a build."""
+
+    def build_started(self, total: int) -> None: ...
+    def variant_built(self, variant: BuiltVariant) -> None: ...
+
+
+@dataclass
+class BuildOutcome:
+    """The variants a build produced, and the builder that can still make the evaluation set."""
+
+    variants: list[BuiltVariant]
+    builder: Builder
+
+    @property
+    def steps_run(self) -> int:
+        return self.builder.steps_run
+
+
+def build_recipe(loaded: LoadedRecipe, store: ArtifactStore, engine: Engine | None = None,
+                 observer: BuildObserver | None = None) -> BuildOutcome:
+    """Build every variant of a recipe (reusing the cache) and record each in the results database."""
+    builder = Builder(loaded, store)
+    plans = builder.plans()
+    if observer:
+        observer.build_started(len(plans))
+    records = ResultsStore(engine) if engine is not None else None
+    built = []
+    for plan in plans:
+        variant = builder.build(plan)
+        if records:
+            records.upsert_variant(loaded.recipe.name, variant)
+        built.append(variant)
+        if observer:
+            observer.variant_built(variant)
+    return BuildOutcome(built, builder)

@@ -12,19 +12,23 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torch_pruning as tp
 from torch import nn
 
 from orchestrator.build import STEPS, TorchNode
 from orchestrator.errors import BuildError
 
-IMPORTANCE = {
-    "l1": lambda: tp.importance.MagnitudeImportance(p=1),
-    "l2": lambda: tp.importance.MagnitudeImportance(p=2),
-    "taylor": lambda: tp.importance.TaylorImportance(),
-    "bn_scale": lambda: tp.importance.BNScaleImportance(),
-    "random": lambda: tp.importance.RandomImportance(),
-}
+
+def importance(method: str) -> Any:
+    """The torch-pruning channel importance criterion for a recipe's `method`."""
+    import torch_pruning as tp  # here, not at the top: a build that finds everything cached never needs it
+
+    return {
+        "l1": lambda: tp.importance.MagnitudeImportance(p=1),
+        "l2": lambda: tp.importance.MagnitudeImportance(p=2),
+        "taylor": lambda: tp.importance.TaylorImportance(),
+        "bn_scale": lambda: tp.importance.BNScaleImportance(),
+        "random": lambda: tp.importance.RandomImportance(),
+    }[method]()
 TAYLOR_BATCHES = 4  # batches of training data whose gradients rank channels for `taylor`
 
 
@@ -36,8 +40,10 @@ def make_pruner(ctx: Any, model: nn.Module, params: dict[str, Any], iterative_st
         raise BuildError(f"prune.keep: no module named {missing[0]!r} in {type(model).__name__}")
     keep_outputs = getattr(model, "keep_outputs")  # noqa: B009 (the model contract, not an nn.Module attribute)
     ignored = list(keep_outputs()) + [modules[name] for name in params.get("keep", [])]
+    import torch_pruning as tp
+
     return tp.pruner.MetaPruner(
-        model, ctx.example_input(), importance=IMPORTANCE[params["method"]](),
+        model, ctx.example_input(), importance=importance(params["method"]),
         pruning_ratio=params["ratio"], global_pruning=params["scope"] == "global",
         round_to=params.get("round_to"), ignored_layers=ignored, iterative_steps=iterative_steps)
 

@@ -15,28 +15,15 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_dynamic,
-    quantize_static,
-)
-from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from orchestrator.build import STEPS, OnnxNode
 from orchestrator.build.evaluate import host_accuracy
 
 CALIBRATION_SEED = 0
-TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
-CALIBRATIONS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile}
 
 
-class ArrayCalibration(CalibrationDataReader):
-    """Feeds calibration images one at a time, as onnxruntime's calibrators expect."""
+class ArrayCalibration:
+    """Feeds calibration images one at a time, as onnxruntime's calibrators expect (its get_next protocol)."""
 
     def __init__(self, input_name: str, images: np.ndarray):
         self._batches = iter([{input_name: images[i:i + 1]} for i in range(len(images))])
@@ -53,6 +40,14 @@ def calibration_images(train_x: np.ndarray, count: int) -> np.ndarray:
 
 def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train_x: np.ndarray) -> bytes:
     """The ONNX bytes of `source` quantized (or converted to fp16) as `params` say."""
+    # Imported here, not at the top: a build that finds everything cached never needs them.
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+    calibrations = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile}
     mode = params["mode"]
     if mode == "fp16":
         from onnxconverter_common import float16
@@ -63,14 +58,14 @@ def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized.onnx"
         quant_pre_process(str(source), str(prepared))
         if mode == "dynamic":
-            quantize_dynamic(str(prepared), str(quantized), weight_type=TYPES[params["weights"]],
+            quantize_dynamic(str(prepared), str(quantized), weight_type=types[params["weights"]],
                              per_channel=params["per_channel"])
         elif mode == "static":
             images = calibration_images(train_x, params["samples"])
             quantize_static(str(prepared), str(quantized), ArrayCalibration(input_name, images),
-                            quant_format=FORMATS[params["format"]], activation_type=TYPES[params["activations"]],
-                            weight_type=TYPES[params["weights"]], per_channel=params["per_channel"],
-                            calibrate_method=CALIBRATIONS[params["calibration"]])
+                            quant_format=formats[params["format"]], activation_type=types[params["activations"]],
+                            weight_type=types[params["weights"]], per_channel=params["per_channel"],
+                            calibrate_method=calibrations[params["calibration"]])
         else:
             raise ValueError(f"quantize mode {mode!r} builds nothing")
         return quantized.read_bytes()
@@ -85,9 +80,10 @@ class QuantizeStep:
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
         source = ctx.store.path(parent.sha256, ".onnx")
-        data = quantized_bytes(source, params, parent.meta["input"]["name"], ctx.splits.train_x)
+        size = parent.meta["input"]["shape"][-1]
+        data = quantized_bytes(source, params, parent.meta["input"]["name"], ctx.images("train", size))
         sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha)})
+        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha, size)})
 
 
 STEPS.register(QuantizeStep.name)(QuantizeStep())

@@ -13,8 +13,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
 
@@ -35,6 +33,9 @@ class Spec(DatasetSpec):
 
 def load(spec: Spec) -> Splits:
     """The digits data set at spec.image_size pixels, fixed train/test split."""
+    from sklearn.datasets import load_digits  # here, not at the top: a cached build never needs sklearn
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     train_img, test_img, train_y, test_y = train_test_split(
         digits.images, digits.target, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=digits.target)

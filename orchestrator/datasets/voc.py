@@ -41,6 +41,8 @@ class Spec(DatasetSpec):
         absent keeps the 20 VOC classes in the standard order
     include_difficult: keep objects marked difficult (column 5 of each box row says which)
     train_limit, test_limit: keep only the first N kept images of each list (all when absent)
+    presence_of: a class name: turns the set into image classification, label 1 when the image holds an
+        object of that class and 0 when not (every listed image kept; `classes` does not apply)
     """
 
     name: Literal["voc"]
@@ -52,6 +54,7 @@ class Spec(DatasetSpec):
     include_difficult: bool = True
     train_limit: int | None = Field(None, gt=0)
     test_limit: int | None = Field(None, gt=0)
+    presence_of: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -59,6 +62,19 @@ class Spec(DatasetSpec):
         if isinstance(data, dict) and "test_set" not in data and str(data.get("year")) == "2012":
             return {**data, "test_set": "val"}
         return data
+
+    @field_validator("presence_of")
+    @classmethod
+    def _known_presence_class(cls, name: str | None) -> str | None:
+        if name is not None and name not in VOC_CLASSES:
+            raise ValueError(f"unknown VOC class {name!r}; known: {', '.join(VOC_CLASSES)}")
+        return name
+
+    @model_validator(mode="after")
+    def _presence_or_classes(self) -> Spec:
+        if self.presence_of is not None and self.classes is not None:
+            raise ValueError("give `presence_of` (classify images) or `classes` (detect objects), not both")
+        return self
 
     @field_validator("classes")
     @classmethod
@@ -157,9 +173,28 @@ def _read_set(folder: Path, set_name: str, spec: Spec, limit: int | None) -> tup
     return images, boxes
 
 
+def _read_presence(folder: Path, set_name: str, spec: Spec, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every listed image, labelled 1 when it holds an object of spec.presence_of, else 0."""
+    ids = read_ids(folder / "ImageSets" / "Main" / f"{set_name}.txt")[:limit]
+    size = spec.image_size
+    images = np.empty((len(ids), 3, size, size), dtype=np.float32)
+    labels = np.zeros(len(ids), dtype=np.int64)
+    for index, image_id in enumerate(ids):
+        objects = read_annotation(folder / "Annotations" / f"{image_id}.xml")
+        labels[index] = any(obj.class_name == spec.presence_of and (spec.include_difficult or not obj.difficult)
+                            for obj in objects)
+        images[index], _ = read_image(folder / "JPEGImages" / f"{image_id}.jpg", size)
+    return images, labels
+
+
 def load(spec: Spec) -> Splits:
     """The train_set and test_set lists of VOC `year` as detection splits (see the module docstring)."""
     folder = find_folder(spec.root, spec.year)
+    if spec.presence_of is not None:
+        train_x, train_labels = _read_presence(folder, spec.train_set, spec, spec.train_limit)
+        test_x, test_labels = _read_presence(folder, spec.test_set, spec, spec.test_limit)
+        return Splits(train_x=train_x, train_y=train_labels, test_x=test_x, test_y=test_labels,
+                      class_names=(f"no_{spec.presence_of}", spec.presence_of))
     train_x, train_y = _read_set(folder, spec.train_set, spec, spec.train_limit)
     test_x, test_y = _read_set(folder, spec.test_set, spec, spec.test_limit)
     return Splits(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
