@@ -97,12 +97,12 @@ app.add_typer(recipes_app, name="recipes")
 def recipes_check(files: Annotated[list[Path], typer.Argument(help="Recipe YAML files.")]) -> None:
     """Validate recipes: one line per file, `ok` or what is wrong and where. Exit code 2 if any is bad."""
     from orchestrator.errors import RecipeError
-    from orchestrator.recipes import expand, load_recipe
+    from orchestrator.recipes import check_recipe, expand
 
     bad = 0
     for path in files:
         try:
-            loaded = load_recipe(path)
+            loaded = check_recipe(path)
             console.print(f"[green]ok[/green]   {path}: {len(expand(loaded))} variants", highlight=False)
         except RecipeError as exc:
             bad += 1

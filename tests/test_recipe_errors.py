@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import RecipeError
-from orchestrator.recipes import load_recipe
+from orchestrator.recipes import check_recipe, load_recipe
 
 GOOD = """\
 name: study
@@ -54,7 +54,7 @@ CASES = [
      "model.arch", "unknown model 'resnet9000'"),
     ("model option that does not exist", case("model: {arch: digits_cnn}",
                                               "model: {arch: digits_cnn, options: {depth: 3}}"),
-     "model", "options do not fit model digits_cnn"),
+     "model.options", "options do not fit model digits_cnn"),
     ("two model sources", case("model: {arch: digits_cnn}", "model: {arch: digits_cnn, onnx: m.onnx}"),
      "model", "exactly one of"),
     ("unknown dataset", case("dataset: {name: digits, image_size: 32}", "dataset: {name: mnist, image_size: 32}"),
@@ -88,7 +88,7 @@ def test_malformed_recipe_names_file_line_and_key(tmp_path: Path, text: str, key
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(RecipeError) as caught:
-        load_recipe(path)
+        check_recipe(path)
     message = str(caught.value)
     lines = text.splitlines()
     marked = [number for number, line in enumerate(lines, 1) if "#<-" in line]

@@ -103,3 +103,11 @@ def test_empty_database_has_no_last_sweep(tmp_path):
         result_rows(engine, sweep="last")
     with pytest.raises(UserError, match="--sweep 7"):
         result_rows(engine, sweep="7")
+
+
+def test_head_revision_constant_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    from orchestrator.results.db import HEAD_REVISION, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.artifacts import atomic_write
+
+if TYPE_CHECKING:
+    from torch import nn
 
 STRUCTURAL_ATTRIBUTES = ("in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
 
@@ -30,6 +30,8 @@ def structure(model: nn.Module) -> dict[str, dict[str, int]]:
 
 def save(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
     """Write tensors to `path`, then structure and `meta` to `path`.json (the latter marks it complete)."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".pt.part")
     torch.save(model.state_dict(), partial)
@@ -43,6 +45,9 @@ def load(fresh_model: nn.Module, path: Path) -> tuple[nn.Module, dict[str, Any]]
     sidecar = path.with_suffix(".json")
     if not (path.exists() and sidecar.exists()):
         return None
+    import torch
+    from torch import nn
+
     described = json.loads(sidecar.read_text())
     tensors = torch.load(path, weights_only=True)
     for name, module in fresh_model.named_modules():

@@ -6,8 +6,6 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-import torch
-
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.datasets import DATASETS, Splits
 from orchestrator.errors import BuildError
@@ -43,6 +41,7 @@ class BuildContext:
             return images
         key = (split, size)
         if key not in self._resized:
+            import torch
             import torch.nn.functional as F
 
             resized = F.interpolate(torch.from_numpy(images), size=(size, size), mode="bilinear",
@@ -54,6 +53,9 @@ class BuildContext:
         """A freshly initialised model of the recipe's architecture."""
         if self.recipe.model.arch is None:
             raise BuildError(f"{self.loaded.path}: model is an ONNX file; this step needs a torch model")
+        problem = self.recipe.model.options_problem()
+        if problem:
+            raise self.loaded.error_at(("model", "options"), problem)
         factory = MODELS.get(self.recipe.model.arch)
         return factory(num_classes=self.splits.num_classes, in_channels=self.splits.in_channels,
                        **self.recipe.model.options)
@@ -70,6 +72,9 @@ class BuildContext:
         load_weights(model, str(self.loaded.resolve(source)), "state_dict")
         return model.eval()
 
-    def example_input(self, image_size: int | None = None) -> torch.Tensor:
+    def example_input(self, image_size: int | None = None) -> Any:
+        """A zero image batch of one, at `image_size` (default: the data set's), as a torch tensor."""
+        import torch
+
         size = image_size or self.recipe.dataset.image_size
         return torch.zeros(1, self.splits.in_channels, size, size)

@@ -5,10 +5,12 @@ Heavy libraries are imported where used: a build that finds everything cached ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def onnx_top1(model_path: str, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
-
-import onnx
-import torch
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.build import STEPS, OnnxNode, TorchNode
 from orchestrator.build.context import INPUT_NAME, OUTPUT_NAME
 from orchestrator.build.evaluate import host_accuracy, size_figures
 
+if TYPE_CHECKING:
+    import torch
+
 
 def export_bytes(model: torch.nn.Module, example_input: torch.Tensor, opset: int = 17) -> bytes:
     """ONNX bytes of `model`, batch dimension dynamic, weights embedded (no .onnx.data file)."""
+    import onnx
+    import torch
+
     with tempfile.TemporaryDirectory(prefix="orch-export-") as tmp, warnings.catch_warnings():
         target = Path(tmp) / "model.onnx"
         warnings.simplefilter("ignore")

@@ -7,18 +7,26 @@ model when its recipe is loaded (recipes/schema.py: onnx_source_conflicts).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from orchestrator.build import STEPS, OnnxNode
 from orchestrator.build.evaluate import host_accuracy
 from orchestrator.errors import ModelSourceError
 
-ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
-               onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT64: "int64",
-               onnx.TensorProto.INT32: "int32"}
+if TYPE_CHECKING:
+    import onnx
+
+
+def numpy_dtype(elem_type: int) -> str:
+    """The numpy dtype name of an ONNX tensor element type (float32 for anything unusual)."""
+    import onnx
+
+    names: dict[int, str] = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
+                             onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8",
+                             onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32"}
+    return names.get(elem_type, "float32")
 
 
 def describe_input(model: onnx.ModelProto, image_size: int) -> dict[str, Any]:
@@ -32,7 +40,7 @@ def describe_input(model: onnx.ModelProto, image_size: int) -> dict[str, Any]:
             shape.append(int(dim.dim_value))
         else:
             shape.append(1 if index == 0 else image_size if index >= 2 else 3)
-    return {"name": graph_input.name, "shape": shape, "dtype": ONNX_DTYPES.get(tensor.elem_type, "float32")}
+    return {"name": graph_input.name, "shape": shape, "dtype": numpy_dtype(tensor.elem_type)}
 
 
 def parameter_count(model: onnx.ModelProto) -> int:
@@ -58,6 +66,8 @@ class ImportOnnxStep:
     produces = "onnx"
 
     def run(self, ctx: Any, parent: None, params: dict[str, Any]) -> OnnxNode:
+        import onnx
+
         path = Path(params["path"])
         if not path.is_file():
             raise ModelSourceError(f"{path}: no such ONNX file")
@@ -82,6 +92,8 @@ class ResizeInputStep:
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
+        import onnx
+
         size = params["image_size"]
         model = onnx.load(str(ctx.store.path(parent.sha256, ".onnx")))
         model_input = dict(parent.meta["input"])
@@ -113,6 +125,7 @@ class ConvertOpsetStep:
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
+        import onnx
         from onnx import version_converter
 
         model = onnx.load(str(ctx.store.path(parent.sha256, ".onnx")))

@@ -8,14 +8,13 @@ the layers a model lists in keep_outputs() and those named in `keep` keep theirs
 from __future__ import annotations
 
 import copy
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.build import STEPS, TorchNode
 from orchestrator.errors import BuildError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def importance(method: str) -> Any:
@@ -50,6 +49,9 @@ def make_pruner(ctx: Any, model: nn.Module, params: dict[str, Any], iterative_st
 
 def accumulate_gradients(ctx: Any, model: nn.Module, batch_size: int = 64) -> None:
     """Gradients of the training loss over a few batches (first-order Taylor importance needs them)."""
+    import torch
+    import torch.nn.functional as F
+
     model.zero_grad()
     x, y = ctx.splits.train_x, ctx.splits.train_y
     for start in range(0, min(len(x), TAYLOR_BATCHES * batch_size), batch_size):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from orchestrator.build import STEPS, OnnxNode
 from orchestrator.build.evaluate import host_accuracy
@@ -50,6 +49,7 @@ def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train
                     "percentile": CalibrationMethod.Percentile}
     mode = params["mode"]
     if mode == "fp16":
+        import onnx
         from onnxconverter_common import float16
 
         converted = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)

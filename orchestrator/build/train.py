@@ -4,15 +4,16 @@ some layers, optionally distilled from a teacher)."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from orchestrator.build import STEPS, TorchNode
 from orchestrator.errors import BuildError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def freeze_except(model: nn.Module, trainable: list[str] | None) -> list[nn.Parameter]:
@@ -36,6 +37,7 @@ def freeze_except(model: nn.Module, trainable: list[str] | None) -> list[nn.Para
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
                       temperature: float, alpha: float) -> torch.Tensor:
     """Hinton et al.: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy."""
+    import torch.nn.functional as F
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.softmax(teacher_logits / temperature, dim=1),
                     reduction="batchmean") * temperature ** 2
     return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
@@ -47,6 +49,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: floa
     """SGD with Nesterov momentum and a cosine schedule; deterministic for a given seed."""
     if epochs == 0:
         return
+    import torch
+    import torch.nn.functional as F
     torch.manual_seed(seed)
     order_rng = np.random.default_rng(seed)
     inputs, labels = torch.from_numpy(x), torch.from_numpy(y)
@@ -95,6 +99,8 @@ class TrainStep:
     produces = "torch"
 
     def run(self, ctx: Any, parent: None, params: dict[str, Any]) -> TorchNode:
+        import torch
+
         settings = params["train"]
         torch.manual_seed(settings["seed"])
         model = ctx.new_model()

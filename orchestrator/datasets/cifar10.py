@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
@@ -134,6 +132,9 @@ def _class_names(folder: Path) -> tuple[str, ...]:
 
 def _normalize(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 NCHW -> float32 NCHW at `size`, normalized; in chunks to bound the peak memory."""
+    import torch  # here, not at the top: reading a recipe never needs torch
+    import torch.nn.functional as F
+
     out = np.empty((len(images), 3, size, size), dtype=np.float32)
     for start in range(0, len(images), RESIZE_CHUNK):
         chunk = torch.from_numpy(images[start:start + RESIZE_CHUNK].astype(np.float32) / 255.0)

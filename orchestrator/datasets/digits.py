@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
 
@@ -21,6 +19,9 @@ SPLIT_SEED = 0
 
 
 def _upsample(images: np.ndarray, size: int) -> np.ndarray:
+    import torch  # here, not at the top: reading a recipe never needs torch
+    import torch.nn.functional as F
+
     tensor = torch.from_numpy(images[:, None, :, :].astype(np.float32) / 16.0)
     return F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False).numpy()
 

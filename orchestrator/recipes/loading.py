@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from orchestrator.datasets import DATASETS
 from orchestrator.errors import RecipeError
@@ -23,6 +23,11 @@ class LoadedRecipe(BaseModel):
     recipe: Recipe
     path: str
     sha256: str
+    _yaml: Any = PrivateAttr(default=None)  # the composed YAML, to locate later errors in the file
+
+    def error_at(self, loc: tuple[str | int, ...], message: str) -> RecipeError:
+        """A RecipeError naming this recipe's file, the line of `loc`, and the key."""
+        return _located(self.path, self._yaml, list(loc), message)
 
     def resolve(self, path: str) -> Path:
         """A path written in the recipe: `~` and $VARIABLES expanded, relative to the recipe's folder."""
@@ -58,7 +63,18 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
         raise _recipe_error(shown, root, exc) from None
     for key_path, message in onnx_source_conflicts(recipe):
         raise _located(shown, root, list(key_path), message)
-    return LoadedRecipe(recipe=recipe, path=shown, sha256=hashlib.sha256(text.encode()).hexdigest())
+    loaded = LoadedRecipe(recipe=recipe, path=shown, sha256=hashlib.sha256(text.encode()).hexdigest())
+    loaded._yaml = root
+    return loaded
+
+
+def check_recipe(path: str | Path) -> LoadedRecipe:
+    """load_recipe, plus the checks that need the model code (and so torch): its options."""
+    loaded = load_recipe(path)
+    problem = loaded.recipe.model.options_problem()
+    if problem:
+        raise loaded.error_at(("model", "options"), problem)
+    return loaded
 
 
 def _refuse_duplicate_keys(path: str, node: yaml.Node | None, trail: str = "") -> None:

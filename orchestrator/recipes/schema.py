@@ -90,14 +90,20 @@ class ModelSpec(Spec):
             raise ValueError("give exactly one of `arch` (a zoo model) or `onnx` (a model file)")
         if self.onnx is not None and (self.options or self.weights):
             raise ValueError("`options` and `weights` go with `arch`, not with `onnx`")
-        if self.arch is not None:
-            from orchestrator.models import MODELS
-
-            try:
-                inspect.signature(MODELS.get(self.arch)).bind(num_classes=1, in_channels=1, **self.options)
-            except TypeError as exc:
-                raise ValueError(f"options do not fit model {self.arch}: {exc}") from None
         return self
+
+    def options_problem(self) -> str | None:
+        """Why `options` do not fit the model's factory, or None. Imports the model (and so torch):
+        a deep check, run by `orch recipes check` and before a build constructs the model."""
+        if self.arch is None:
+            return None
+        from orchestrator.models import MODELS
+
+        try:
+            inspect.signature(MODELS.get(self.arch)).bind(num_classes=1, in_channels=1, **self.options)
+        except TypeError as exc:
+            return f"options do not fit model {self.arch}: {exc}"
+        return None
 
 
 class TrainSpec(Spec):
