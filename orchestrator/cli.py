@@ -122,6 +122,13 @@ def recipes_show(recipe: Annotated[Path, typer.Argument(help="Recipe YAML file."
     console.print(plans_table(plans, title=f"{loaded.recipe.name}: {len(plans)} variants"))
 
 
+from orchestrator import cli_data  # noqa: E402  (command modules import the app's options)
+from orchestrator.cli_devices import devices_app  # noqa: E402
+
+app.add_typer(devices_app, name="devices")
+cli_data.register(app)
+
+
 def main() -> None:
     """Entry point of the `orch` script: bad input exits 2, failures 1, an interrupt 130."""
     try:

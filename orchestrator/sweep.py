@@ -12,27 +12,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from agent.spec import EvaluationSpec, Gate, InputSpec, JobSpec
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.build.pipeline import BuiltVariant, build_recipe
 from orchestrator.errors import Interrupted
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.local import LocalTransport
-from orchestrator.recipes import LoadedRecipe, Recipe
+from orchestrator.jobs import Job, job_spec
+from orchestrator.recipes import LoadedRecipe
 from orchestrator.results.store import ResultsStore
-
-
-@dataclass(frozen=True)
-class Job:
-    """One measurement to make: a variant on a device with one thread count."""
-
-    variant: BuiltVariant
-    device: DeviceSpec
-    threads: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.device.name}: {self.variant.name} x{self.threads}"
 
 
 @dataclass
@@ -67,23 +54,8 @@ class NullObserver:
     def job_finished(self, job: Job, result: dict[str, Any]) -> None: ...
 
 
-def job_spec(recipe: Recipe, variant: BuiltVariant, threads: int, evaluation_sha256: str | None) -> JobSpec:
-    """The agent job spec that measures `variant` as the recipe's benchmark section says."""
-    bench = recipe.benchmark
-    model_input = variant.meta["input"]
-    return JobSpec(
-        artifact_sha256=variant.sha256,
-        inputs=[InputSpec(model_input["name"], list(model_input["shape"]), model_input["dtype"])],
-        providers=list(bench.providers), intra_op_threads=threads, inter_op_threads=1,
-        graph_optimization=bench.graph_optimization,
-        warmup=Gate(bench.warmup.min_iters, bench.warmup.min_s, bench.warmup.max_s),
-        measure=Gate(bench.measure.min_iters, bench.measure.min_s, bench.measure.max_s),
-        evaluation=EvaluationSpec(evaluation_sha256, "top1") if evaluation_sha256 else None,
-        seed=recipe.train.seed)
-
-
 def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, store: ArtifactStore,
-              observer: SweepObserver | None = None) -> SweepReport:
+              observer: SweepObserver | None = None, kind: str = "manual") -> SweepReport:
     """Build, benchmark and record one recipe on the given devices."""
     observer = observer or NullObserver()
     recipe = loaded.recipe
@@ -94,7 +66,7 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
     jobs = [Job(variant, device, threads)
             for device in devices for variant in variants for threads in recipe.benchmark.threads]
     report = SweepReport(sweep_id=results.start_sweep(recipe.name, loaded.path, loaded.sha256,
-                                                      [d.name for d in devices], len(jobs)),
+                                                      [d.name for d in devices], len(jobs), kind=kind),
                          jobs_total=len(jobs))
     observer.bench_started(len(jobs))
     try:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from orchestrator.build.pipeline import BuiltVariant
 from orchestrator.recipes import QuantizeSpec, VariantPlan
-from orchestrator.sweep import Job
+from orchestrator.jobs import Job
 
 STATUS_STYLE = {"ok": "green", "invalid": "yellow", "error": "red"}
 
