@@ -14,7 +14,7 @@ import math
 import os
 import resource
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from agent.spec import JobSpec
 
 # LoadGen: with 99% confidence an early-stopping p90 needs at least 64 queries.
 MIN_ITERS_FOR_P90 = 64
+THERMAL_POLL_S = 1.0
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -61,7 +62,12 @@ def summarize(samples_ns: List[int]) -> Dict[str, Any]:
     mean = sum(ms) / count
     std = math.sqrt(sum((v - mean) ** 2 for v in ms) / (count - 1)) if count > 1 else 0.0
     total_s = sum(samples_ns) / 1e9
+    median = nearest_rank(ms, 50)
+    mad = nearest_rank(sorted(abs(v - median) for v in ms), 50)
     return {
+        # Robust spread: 1.4826 x MAD / median. Plain std/mean is ruled by the heavy tail (one
+        # scheduler hiccup of 10 ms among 300 runs of 0.05 ms makes it 6), so it cannot judge noise.
+        "robust_cv": 1.4826 * mad / median if median > 0 else 0.0,
         "p50_ms": nearest_rank(ms, 50), "p90_ms": nearest_rank(ms, 90), "p99_ms": nearest_rank(ms, 99),
         "mean_ms": mean, "std_ms": std, "min_ms": ms[0], "max_ms": ms[-1],
         "iterations": count, "timed_s": total_s,
@@ -122,6 +128,83 @@ def run_gated(run, min_iters: int, min_s: float, max_s: Optional[float]) -> List
     return samples
 
 
+def rest_and_cool(spec: JobSpec) -> Dict[str, Any]:
+    """Rest `rest_s`, then wait (up to the gate's timeout) until every thermal zone is at or below max_c."""
+    if spec.rest_s:
+        time.sleep(spec.rest_s)
+    gate = spec.thermal
+    waited_start = time.monotonic()
+    hottest = _hottest(telemetry.temperatures_c(spec.board.root))
+    while gate.max_c is not None and hottest is not None and hottest > gate.max_c:
+        if time.monotonic() - waited_start >= gate.wait_timeout_s:
+            break
+        time.sleep(THERMAL_POLL_S)
+        hottest = _hottest(telemetry.temperatures_c(spec.board.root))
+    return {"rest_s": spec.rest_s, "max_c": gate.max_c, "waited_s": time.monotonic() - waited_start,
+            "hottest_c": hottest}
+
+
+def _hottest(temperatures: Dict[str, float]) -> Optional[float]:
+    return max(temperatures.values()) if temperatures else None
+
+
+def open_power(spec: JobSpec) -> Tuple[Optional[Any], Optional[Dict[str, Any]]]:
+    """A started sampler (idle baseline taken) for the spec's meter; or the power result saying why not."""
+    if spec.power is None:
+        return None, None
+    from agent import power
+
+    try:
+        sampler = power.PowerSampler(power.create(spec.power, root=spec.board.root), idle_s=spec.power_idle_s)
+        sampler.start()
+        return sampler, None
+    except power.MeterError as exc:
+        return None, power.empty_result("none: the meter did not open", str(spec.power.get("type")),
+                                        reasons=[f"power meter {spec.power.get('type')}: {exc}"])
+
+
+def verdict(spec: JobSpec, timing: Dict[str, Any], power_result: Optional[Dict[str, Any]],
+            before: Dict[str, Any], after: Dict[str, Any], thermal: Dict[str, Any]) -> List[str]:
+    """Why a measurement cannot be trusted (empty: it is valid). Run rules: shared/reference/measurement-rules.md."""
+    reasons = []
+    iterations = timing["iterations"]
+    if iterations < MIN_ITERS_FOR_P90:
+        reasons.append(f"{iterations} timed iterations: a p90 needs at least {MIN_ITERS_FOR_P90}")
+    if iterations < spec.measure.min_iters:
+        reasons.append(f"max_s {spec.measure.max_s} s reached after {iterations} of min_iters {spec.measure.min_iters}")
+    if spec.max_cv is not None and timing["robust_cv"] > spec.max_cv:
+        reasons.append(f"latency robust coefficient of variation (1.4826 MAD / median) {timing['robust_cv']:.2f} "
+                       f"is above the limit {spec.max_cv:g}")
+    if power_result is not None:
+        reasons.extend(power_result.get("reasons") or [])
+    reasons.extend(throttling_reasons(before.get("throttling"), after.get("throttling")))
+    limit = spec.thermal.max_c
+    if limit is not None:
+        if thermal.get("hottest_c") is not None and thermal["hottest_c"] > limit:
+            reasons.append(f"board at {thermal['hottest_c']:.1f} C before the run, above the {limit:g} C limit "
+                           f"after waiting {thermal['waited_s']:.0f} s")
+        hottest_after = _hottest(after.get("temperatures_c") or {})
+        if hottest_after is not None and hottest_after > limit:
+            reasons.append(f"board reached {hottest_after:.1f} C during the run, above the {limit:g} C limit")
+    return reasons
+
+
+def throttling_reasons(before: Optional[Dict[str, Any]], after: Optional[Dict[str, Any]]) -> List[str]:
+    """Throttling or under-voltage present at the end of the run, or first seen (since-boot flag) during it."""
+    if not after:
+        return []
+    now = [name[:-4] for name, value in after.items() if name.endswith("_now") and value]
+    appeared = [name[:-11] for name, value in after.items()
+                if name.endswith("_since_boot") and value and not (before or {}).get(name)]
+    reasons = []
+    if now:
+        reasons.append(f"throttling at the end of the run: {', '.join(now)} (get_throttled={after.get('raw')})")
+    if appeared:
+        reasons.append(f"throttling occurred during the run: {', '.join(appeared)} "
+                       f"(get_throttled={after.get('raw')})")
+    return reasons
+
+
 def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     """Run one benchmark job and return its result as a JSON-ready dict."""
     import onnxruntime as ort
@@ -141,37 +224,44 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     options.inter_op_num_threads = spec.inter_op_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[spec.graph_optimization])
-    temperatures_before = telemetry.temperatures_c()
-    rss_before_session = rss_mb()
+    board = spec.board
 
-    t0 = time.perf_counter_ns()
-    session = ort.InferenceSession(model_path, sess_options=options, providers=spec.providers)
-    session_create_ms = (time.perf_counter_ns() - t0) / 1e6
+    thermal = rest_and_cool(spec)
+    sampler, power_result = open_power(spec)  # the idle baseline is measured here, before anything runs
+    try:
+        before = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
+        rss_before_session = rss_mb()
+        t0 = time.perf_counter_ns()
+        session = ort.InferenceSession(model_path, sess_options=options, providers=spec.providers)
+        session_create_ms = (time.perf_counter_ns() - t0) / 1e6
 
-    feed = make_inputs(spec)
-    t0 = time.perf_counter_ns()
-    session.run(None, feed)
-    first_run_ms = (time.perf_counter_ns() - t0) / 1e6
-
-    def one_run() -> None:
+        feed = make_inputs(spec)
+        t0 = time.perf_counter_ns()
         session.run(None, feed)
+        first_run_ms = (time.perf_counter_ns() - t0) / 1e6
 
-    warm = run_gated(one_run, spec.warmup.min_iters, spec.warmup.min_s, spec.warmup.max_s)
-    wall0 = time.perf_counter_ns()
-    samples = run_gated(one_run, spec.measure.min_iters, spec.measure.min_s, spec.measure.max_s)
-    duration_s = (time.perf_counter_ns() - wall0) / 1e9
-    peak_rss = rss_mb()
+        def one_run() -> None:
+            session.run(None, feed)
+
+        warm = run_gated(one_run, spec.warmup.min_iters, spec.warmup.min_s, spec.warmup.max_s)
+        if sampler is not None:
+            sampler.mark_start()
+        wall0 = time.perf_counter_ns()
+        samples = run_gated(one_run, spec.measure.min_iters, spec.measure.min_s, spec.measure.max_s)
+        duration_s = (time.perf_counter_ns() - wall0) / 1e9
+        if sampler is not None:
+            sampler.mark_end()
+            power_result = sampler.finish(inferences=len(samples))
+        peak_rss = rss_mb()
+    finally:
+        if sampler is not None:
+            sampler.close()
+    after = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
 
     timing = summarize(samples)
     timing.update(session_create_ms=session_create_ms, first_run_ms=first_run_ms,
                   warmup_iterations=len(warm), warmup_s=sum(warm) / 1e9, duration_s=duration_s)
-
-    reasons = []
-    if timing["iterations"] < MIN_ITERS_FOR_P90:
-        reasons.append(f"{timing['iterations']} timed iterations: a p90 needs at least {MIN_ITERS_FOR_P90}")
-    if timing["iterations"] < spec.measure.min_iters:
-        reasons.append(f"max_s {spec.measure.max_s} s reached after {timing['iterations']} of "
-                       f"min_iters {spec.measure.min_iters}")
+    reasons = verdict(spec, timing, power_result, before, after, thermal)
 
     accuracy = None
     if evaluation is not None:
@@ -187,10 +277,14 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
         "latency_samples_ms": [s / 1e6 for s in samples],
         "memory": {"rss_before_session_mb": rss_before_session, "peak_rss_mb": peak_rss},
         "accuracy": accuracy,
+        "power": power_result,
+        "thermal": thermal,
+        "conditions_before": before,
+        "conditions_after": after,
+        "repeat": spec.repeat,
         "telemetry": {
-            "board": telemetry.board_model(),
-            "temperatures_before_c": temperatures_before,
-            "temperatures_after_c": telemetry.temperatures_c(),
+            "board": telemetry.board_model(board.root),
+            "soc": telemetry.soc(board.root),
             **telemetry.software(session.get_providers()),
         },
     }

@@ -13,6 +13,17 @@ A spec is JSON text (`"schema": 1`). Fields:
   evaluation          null, or {sha256, metric}: <cache>/<sha256>.npz with arrays
                       x (inputs) and y (labels); metric `top1`
   seed                seed of the synthetic timed input
+  power               null (no power measurement) or a meter spec for agent.power.create,
+                      e.g. {"type": "auto"} or {"type": "ina3221"}
+  power_idle_s        seconds of idle baseline measured before the run
+  board               where the board's telemetry lives: {root, vcgencmd, nvpmodel}
+                      (root "/" on a real board; tests point it at a fake sysfs tree)
+  thermal             {max_c, wait_timeout_s}: wait until every thermal zone is at or
+                      below max_c before measuring (null max_c: no gate)
+  rest_s              seconds to rest before the job (cool-down between jobs)
+  max_cv              a run whose robust latency CV (1.4826 MAD / median) exceeds this is
+                      invalid (null: no limit)
+  repeat              null, or {index, of}: this job is measurement `index` of `of` repeats
 """
 
 from __future__ import annotations
@@ -59,6 +70,23 @@ class EvaluationSpec:
 
 
 @dataclass
+class BoardSpec:
+    """Where the board's telemetry is read: sysfs/procfs root and tool paths (None: found on PATH)."""
+
+    root: str = "/"
+    vcgencmd: Optional[str] = None
+    nvpmodel: Optional[str] = None
+
+
+@dataclass
+class ThermalGate:
+    """Wait until every thermal zone reads at most max_c (None: no gate), for at most wait_timeout_s."""
+
+    max_c: Optional[float] = None
+    wait_timeout_s: float = 120.0
+
+
+@dataclass
 class JobSpec:
     """One benchmark job (fields in the module docstring)."""
 
@@ -72,6 +100,13 @@ class JobSpec:
     measure: Gate = field(default_factory=lambda: Gate(min_iters=300, min_s=3.0, max_s=60.0))
     evaluation: Optional[EvaluationSpec] = None
     seed: int = 0
+    power: Optional[Dict[str, Any]] = None
+    power_idle_s: float = 3.0
+    board: BoardSpec = field(default_factory=BoardSpec)
+    thermal: ThermalGate = field(default_factory=ThermalGate)
+    rest_s: float = 0.0
+    max_cv: Optional[float] = None
+    repeat: Optional[Dict[str, int]] = None
 
     def to_json(self) -> str:
         body: Dict[str, Any] = {"schema": SCHEMA_VERSION}
@@ -101,6 +136,14 @@ class JobSpec:
                 measure=Gate(**raw["measure"]) if "measure" in raw else Gate(300, 3.0, 60.0),
                 evaluation=EvaluationSpec(**raw["evaluation"]) if raw.get("evaluation") else None,
                 seed=int(raw.get("seed", 0)),
+                power=dict(raw["power"]) if raw.get("power") else None,
+                power_idle_s=float(raw.get("power_idle_s", 3.0)),
+                board=BoardSpec(**raw["board"]) if raw.get("board") else BoardSpec(),
+                thermal=ThermalGate(**raw["thermal"]) if raw.get("thermal") else ThermalGate(),
+                rest_s=float(raw.get("rest_s", 0.0)),
+                max_cv=float(raw["max_cv"]) if raw.get("max_cv") is not None else None,
+                repeat={"index": int(raw["repeat"]["index"]), "of": int(raw["repeat"]["of"])}
+                if raw.get("repeat") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"job spec field is missing or malformed: {exc}") from exc
@@ -135,6 +178,12 @@ class JobSpec:
             raise SpecError("measure.max_s must be > 0")
         if self.measure.min_iters < 1:
             raise SpecError("measure.min_iters must be >= 1")
+        if self.power is not None and not isinstance(self.power.get("type"), str):
+            raise SpecError("power must be a meter spec with a `type`")
+        if self.power_idle_s < 0 or self.rest_s < 0 or self.thermal.wait_timeout_s < 0:
+            raise SpecError("power_idle_s, rest_s and thermal.wait_timeout_s must be >= 0")
+        if self.max_cv is not None and self.max_cv <= 0:
+            raise SpecError("max_cv must be > 0")
 
 
 def _is_sha256(text: str) -> bool:

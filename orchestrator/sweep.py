@@ -17,7 +17,7 @@ from orchestrator.build.pipeline import BuiltVariant, build_recipe
 from orchestrator.errors import Interrupted
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.local import LocalTransport
-from orchestrator.jobs import Job, job_spec
+from orchestrator.jobs import Job, job_spec, plan_jobs
 from orchestrator.recipes import LoadedRecipe
 from orchestrator.results.store import ResultsStore
 
@@ -63,8 +63,7 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
     variants = built.variants
     evaluation = built.builder.evaluation_set() if recipe.benchmark.accuracy == "full_test_set" else None
     results = ResultsStore(engine)
-    jobs = [Job(variant, device, threads)
-            for device in devices for variant in variants for threads in recipe.benchmark.threads]
+    jobs = plan_jobs(recipe, variants, devices)
     report = SweepReport(sweep_id=results.start_sweep(recipe.name, loaded.path, loaded.sha256,
                                                       [d.name for d in devices], len(jobs), kind=kind),
                          jobs_total=len(jobs))
@@ -75,7 +74,7 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
             device_id = results.upsert_device(device.name, device.kind, transport.info())
             for job in (j for j in jobs if j.device == device):
                 observer.job_started(job)
-                spec_json = job_spec(recipe, job.variant, job.threads, evaluation).to_json()
+                spec_json = job_spec(recipe, job, evaluation).to_json()
                 result = json.loads(transport.run(spec_json))
                 results.record_result(report.sweep_id, device_id, job.variant.sha256,
                                       json.loads(spec_json), result)

@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.build.pipeline import BuiltVariant
-from orchestrator.recipes import QuantizeSpec, VariantPlan
 from orchestrator.jobs import Job
+from orchestrator.recipes import QuantizeSpec, VariantPlan
 
 STATUS_STYLE = {"ok": "green", "invalid": "yellow", "error": "red"}
 

@@ -276,12 +276,24 @@ class MeasureGate(Spec):
     max_s: float = Field(60.0, gt=0)
 
 
+class ThermalSpec(Spec):
+    """Thermal gate before each job: wait until every zone is at or below max_c, at most wait_timeout_s."""
+
+    max_c: float | None = Field(None, gt=0)
+    wait_timeout_s: float = Field(120.0, ge=0)
+
+
 class BenchmarkSpec(Spec):
     """How each variant is measured on each device.
 
     warmup, measure: run gates; threads: onnxruntime intra-op thread counts (an axis);
     providers: onnxruntime execution providers, in order; graph_optimization: onnxruntime level;
     accuracy: full_test_set (score every test sample on the device) or none
+    power: a power meter spec, e.g. {type: auto} or {type: ina3221} (absent: the device's meter, else none)
+    power_idle_s: idle baseline measured before each run, in seconds
+    thermal: the thermal gate (see ThermalSpec); rest_s: rest before each job, in seconds
+    max_cv: a run whose robust latency spread (1.4826 MAD / median) exceeds this is stored invalid
+    repeat: measure every job this many times, each result kept (the course rule is at least three)
     """
 
     warmup: WarmupGate = Field(default_factory=WarmupGate)
@@ -290,6 +302,19 @@ class BenchmarkSpec(Spec):
     providers: list[str] = ["CPUExecutionProvider"]
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     accuracy: Literal["full_test_set", "none"] = "full_test_set"
+    power: dict[str, Any] | None = None
+    power_idle_s: float = Field(3.0, ge=0)
+    thermal: ThermalSpec = Field(default_factory=ThermalSpec)
+    rest_s: float = Field(0.0, ge=0)
+    max_cv: float | None = Field(1.0, gt=0)
+    repeat: int = Field(1, ge=1)
+
+    @field_validator("power")
+    @classmethod
+    def _meter_type(cls, meter: dict[str, Any] | None) -> dict[str, Any] | None:
+        if meter is not None and not isinstance(meter.get("type"), str):
+            raise ValueError("a power meter spec needs `type` (auto, none, ina3221, tegrastats, rapl, ...)")
+        return meter
 
 
 def _dataset_specs() -> Any:
