@@ -62,7 +62,8 @@ def summarize(kind: str, times_ns: List[int], values: List[float], window: Tuple
     return {"samples": inside.samples, "rate_hz": observed_rate_hz(times_ns), "idle_w": idle_w, "idle_s": idle_s,
             "mean_w": mean_w, "max_w": inside.max_w, "energy_j": energy_j,
             "energy_per_inference_mj": per_inference, "energy_per_inference_net_mj": net,
-            "window_s": window_s, "reasons": reasons}
+            "window_s": window_s, "window_start_monotonic_ns": t_start, "window_end_monotonic_ns": t_end,
+            "reasons": reasons}
 
 
 class PowerSampler:
