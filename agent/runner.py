@@ -10,14 +10,27 @@ import json
 import os
 import subprocess
 import sys
-from typing import Optional
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
 
-from agent.bench import error_result
 from agent.spec import JobSpec
 
 # Allowance on top of the timed part for start-up, session creation and the
 # accuracy pass over the evaluation set.
 DEADLINE_ALLOWANCE_S = 600.0
+
+# Tells `python -m agent bench` which process started it: the job kills itself
+# when that process dies (see agent/__main__.py), so no orphaned job keeps a
+# board busy after its agent or orchestrator is gone.
+PARENT_ENV = "ORCH_AGENT_PARENT_PID"
+
+
+def error_result(message: str) -> Dict[str, Any]:
+    """agent.bench.error_result, imported when needed: `agent info` must run where numpy is missing."""
+    from agent.bench import error_result as bench_error_result
+
+    return bench_error_result(message)
 
 
 def job_deadline_s(spec: JobSpec) -> float:
@@ -26,28 +39,76 @@ def job_deadline_s(spec: JobSpec) -> float:
     return warmup_bound + float(spec.measure.max_s or 0.0) + DEADLINE_ALLOWANCE_S
 
 
+class JobRunner:
+    """Runs jobs one at a time, each in a fresh process; `cancel()` kills the running one.
+
+    cache_dir: folder of <sha256>.onnx / <sha256>.npz files the jobs read
+    python: interpreter of the job processes (default: this one)
+    on_event: called with ("started", pid) and ("finished", wall seconds) around each job
+    """
+
+    def __init__(self, cache_dir: str, python: Optional[str] = None,
+                 on_event: Optional[Callable[[str, float], None]] = None):
+        self.cache_dir = cache_dir
+        self.python = python or sys.executable
+        self.on_event = on_event
+        self._process: Optional[subprocess.Popen] = None
+        self._cancelled = False
+        self._lock = threading.Lock()
+
+    def run(self, spec_json: str, timeout_s: Optional[float] = None) -> str:
+        """Run one job spec in a fresh process and return its result JSON text."""
+        spec = JobSpec.from_json(spec_json)
+        deadline_s = timeout_s or job_deadline_s(spec)
+        agent_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = agent_parent + os.pathsep + env.get("PYTHONPATH", "")
+        env[PARENT_ENV] = str(os.getpid())
+        command = [self.python, "-m", "agent", "bench", "--cache", self.cache_dir]
+        started = time.perf_counter()
+        with self._lock:
+            if self._cancelled:
+                return json.dumps(error_result("job cancelled before it started"))
+            # A session of its own: Ctrl-C in the user's terminal reaches the
+            # orchestrator only, which then kills this job rather than recording
+            # the job's own death as a failed measurement.
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+            self._process = process
+        if self.on_event:
+            self.on_event("started", float(process.pid))
+        try:
+            stdout, stderr = process.communicate(spec_json, timeout=deadline_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            return json.dumps(error_result(f"job exceeded its deadline of {deadline_s:.0f} s"))
+        finally:
+            with self._lock:
+                self._process = None
+            if self.on_event:
+                self.on_event("finished", time.perf_counter() - started)
+        if self._cancelled:
+            return json.dumps(error_result("job cancelled"))
+        if process.returncode == 0:
+            try:
+                json.loads(stdout)
+                return stdout
+            except ValueError:
+                pass
+        tail = (stderr or "").strip().splitlines()[-5:]
+        return json.dumps(error_result(
+            f"job process exited with code {process.returncode}: " + (" | ".join(tail) or "no output")))
+
+    def cancel(self) -> None:
+        """Kill the running job (if any) and refuse to start another."""
+        with self._lock:
+            self._cancelled = True
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+
+
 def run_in_subprocess(spec_json: str, cache_dir: str, python: Optional[str] = None,
                       timeout_s: Optional[float] = None) -> str:
     """Run one job spec in a fresh process and return its result JSON text."""
-    spec = JobSpec.from_json(spec_json)
-    agent_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = agent_parent + os.pathsep + env.get("PYTHONPATH", "")
-    command = [python or sys.executable, "-m", "agent", "bench", "--cache", cache_dir]
-    try:
-        # A session of its own: Ctrl-C in the user's terminal reaches the
-        # orchestrator only, which then kills this job rather than recording
-        # the job's own death as a failed measurement.
-        done = subprocess.run(command, input=spec_json, capture_output=True, text=True, env=env,
-                              timeout=timeout_s or job_deadline_s(spec), start_new_session=True)
-    except subprocess.TimeoutExpired:
-        return json.dumps(error_result(f"job exceeded its deadline of {timeout_s or job_deadline_s(spec):.0f} s"))
-    if done.returncode == 0:
-        try:
-            json.loads(done.stdout)
-            return done.stdout
-        except ValueError:
-            pass
-    tail = (done.stderr or "").strip().splitlines()[-5:]
-    return json.dumps(error_result(
-        f"job process exited with code {done.returncode}: " + (" | ".join(tail) or "no output")))
+    return JobRunner(cache_dir, python).run(spec_json, timeout_s)

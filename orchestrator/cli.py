@@ -26,26 +26,42 @@ ArtifactsOption = Annotated[Path, typer.Option(
 @app.command()
 def sweep(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
-    devices: Annotated[str, typer.Option(help="Comma-separated device names.")] = "local",
+    devices: Annotated[str, typer.Option(help="Comma-separated device names, `tag:NAME` or `local`.")] = "local",
     db: DbOption = None,
     artifacts: ArtifactsOption = Path("artifacts"),
+    inventory: Annotated[Path | None, typer.Option(
+        envvar="ORCH_INVENTORY", help="Board inventory [default: ~/.config/orch/devices.yaml].")] = None,
+    resume: Annotated[bool, typer.Option(help="Run only jobs without an ok result yet (the default).")] = False,
+    force: Annotated[bool, typer.Option(help="Run every job, even those already measured.")] = False,
+    lock: Annotated[str, typer.Option(help="A board locked by another sweep: `wait` for it or `fail`.")] = "wait",
 ) -> None:
     """Build every variant of RECIPE, benchmark each on the devices, record every result."""
     from orchestrator.artifacts import ArtifactStore
     from orchestrator.fleet.devices import resolve_devices
+    from orchestrator.fleet.inventory import default_inventory_path, load_inventory
+    from orchestrator.fleet.ssh import default_settings
     from orchestrator.recipes import load_recipe
     from orchestrator.results.db import open_database
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep import SweepOptions, run_sweep
     from orchestrator.ui import SweepProgress
 
+    if (resume and force) or lock not in ("wait", "fail"):
+        raise UserError("--resume and --force exclude each other" if resume and force else "--lock is wait or fail")
     loaded = load_recipe(recipe)
-    targets = resolve_devices(devices)
+    boards = load_inventory(inventory or default_inventory_path())
+    targets = resolve_devices(devices, boards)
+    options = SweepOptions(skip_done=not force, ssh=default_settings(boards), wait_for_lock=lock == "wait")
     engine = open_database(db)
     with SweepProgress(console) as progress:
-        report = run_sweep(loaded, targets, engine, ArtifactStore(artifacts), observer=progress)
+        report = run_sweep(loaded, targets, engine, ArtifactStore(artifacts), observer=progress, options=options)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
-    console.print(f"sweep {report.sweep_id}: {report.jobs_done} jobs ({counts}); "
+    skipped = f"; {report.jobs_skipped} already measured (--force runs them again)" if report.jobs_skipped else ""
+    console.print(f"sweep {report.sweep_id}: {report.jobs_done} jobs ({counts or 'none run'}){skipped}; "
                   f"{progress.built_fresh} variants built; results in {engine.url.database or engine.url}")
+    for board in report.down:
+        errors.print(f"[red]{board.device} is down:[/red] {board.reason}", highlight=False, soft_wrap=True)
+    if report.down:
+        raise typer.Exit(1)
 
 
 @app.command()

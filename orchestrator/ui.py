@@ -17,13 +17,14 @@ STATUS_STYLE = {"ok": "green", "invalid": "yellow", "error": "red"}
 
 
 class SweepProgress:
-    """A SweepObserver drawing one bar for building and one for benchmarking."""
+    """A SweepObserver drawing a bar for building, one per device, and one for all jobs."""
 
     def __init__(self, console: Console):
         self.progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.fields[current]}"), console=console)
         self.build_task: Any = None
         self.bench_task: Any = None
+        self.board_tasks: dict[str, Any] = {}
         self.built_fresh = 0
 
     def __enter__(self) -> SweepProgress:
@@ -42,9 +43,22 @@ class SweepProgress:
         self.progress.update(self.build_task, advance=1, current=f"{variant.name} ({note})")
 
     def bench_started(self, total: int) -> None:
-        self.bench_task = self.progress.add_task("benchmark", total=total, current="")
+        self.bench_task = self.progress.add_task("all jobs", total=total, current="")
+
+    def board_planned(self, device: str, total: int) -> None:
+        self.board_tasks[device] = self.progress.add_task(device, total=total, current="[dim]waiting")
+
+    def board_changed(self, device: str, state: str, note: str) -> None:
+        if device not in self.board_tasks or state == "busy":
+            return  # a running job shows its variant instead
+        style = {"failed": "yellow", "down": "red", "released": "dim"}.get(state, "dim")
+        self.progress.update(self.board_tasks[device], current=f"[{style}]{state}" + (f": {note}" if note else ""))
+        if state in ("failed", "down"):
+            self.progress.console.print(f"[{style}]{device}: {state}: {note}", highlight=False)
 
     def job_started(self, job: Job) -> None:
+        label = job.label.removeprefix(f"{job.device.name}: ")
+        self.progress.update(self.board_tasks.get(job.device.name, self.bench_task), current=label)
         self.progress.update(self.bench_task, current=job.label)
 
     def job_finished(self, job: Job, result: dict[str, Any]) -> None:
@@ -52,6 +66,8 @@ class SweepProgress:
         if status != "ok":
             why = result.get("error") or "; ".join(result.get("reasons") or [])
             self.progress.console.print(f"[{STATUS_STYLE.get(status, 'red')}]{job.label}: {status}: {why}")
+        if job.device.name in self.board_tasks:
+            self.progress.update(self.board_tasks[job.device.name], advance=1)
         self.progress.update(self.bench_task, advance=1)
 
 

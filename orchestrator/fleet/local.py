@@ -8,29 +8,51 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.runner import run_in_subprocess
+from agent.runner import JobRunner
 
 
 class LocalTransport:
     """Runs agent jobs as child processes of the orchestrator."""
 
+    kind = "local"
+
     def __init__(self, store_root: Path):
         self.cache_dir = str(Path(store_root).resolve())
+        self.bytes_sent = 0
+        self.deploy_bytes_sent = 0
+        self.last_job_wall_s: float | None = None
+        self._runner = JobRunner(self.cache_dir, on_event=self._on_event)
+
+    def connect(self) -> None:
+        """Nothing to connect to."""
+
+    def start(self) -> None:
+        """Nothing to deploy: the agent runs from this installation."""
 
     def info(self) -> dict[str, Any]:
-        done = subprocess.run([sys.executable, "-m", "agent", "info"], capture_output=True, text=True,
-                              check=True, timeout=120)
-        return json.loads(done.stdout)
+        done = subprocess.run([sys.executable, "-m", "agent", "info", "--cache", self.cache_dir],
+                              capture_output=True, text=True, check=True, timeout=120)
+        return dict(json.loads(done.stdout))
 
     def ensure_files(self, names: list[str]) -> int:
         """Make sure the agent cache holds these files; returns bytes sent (none: it is the store)."""
         return 0
 
-    def run(self, spec_json: str) -> str:
-        return run_in_subprocess(spec_json, self.cache_dir)
+    def run(self, spec_json: str, progress: Callable[[dict[str, Any]], None] | None = None) -> str:
+        self.last_job_wall_s = None
+        return self._runner.run(spec_json)
+
+    def abort(self) -> None:
+        """From another thread: kill the running job."""
+        self._runner.cancel()
 
     def close(self) -> None:
         pass
+
+    def _on_event(self, event: str, value: float) -> None:
+        if event == "finished":
+            self.last_job_wall_s = value

@@ -1,0 +1,318 @@
+"""The scheduler: one queue per board, boards in parallel, one job at a time per board.
+
+Each board has a worker thread that owns its transport and walks the board
+through its lifecycle (BoardState). Workers never touch the database or the
+screen: they post events, and the caller's thread handles them in order
+(records results, draws progress), so each finished job is committed as soon as
+it arrives and one writer does all the writing.
+
+A transient fault (BoardUnreachable) closes the transport, waits (exponential
+backoff) and tries again from a fresh connection, retrying the job that was
+running; `attempts` faults in a row mark the board down, and its jobs not run
+are handed back in its BoardFinished event. A final fault (a refused host key
+or login, an agent that will not start, a lock held by another orchestrator)
+marks it down at once. One board's fate never touches another's.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from orchestrator.fleet.devices import DeviceSpec
+from orchestrator.fleet.errors import BoardFault, BoardUnreachable, HostKeyError, IllegalTransition
+
+if TYPE_CHECKING:
+    from orchestrator.jobs import Job
+
+
+class BoardState(Enum):
+    """Where a board is in a sweep."""
+
+    UNKNOWN = "unknown"      # not contacted yet, or again after a fault
+    REACHABLE = "reachable"  # SSH connection open (host key checked, logged in)
+    DEPLOYED = "deployed"    # agent deployed and serving, board lock held: ready for a job
+    BUSY = "busy"            # running a job
+    FAILED = "failed"        # a fault; waiting to retry, or about to be marked down
+    DOWN = "down"            # given up on for this sweep
+    RELEASED = "released"    # done with: connection closed, lock released
+
+
+ALLOWED_MOVES: dict[BoardState, frozenset[BoardState]] = {
+    BoardState.UNKNOWN: frozenset({BoardState.REACHABLE, BoardState.FAILED, BoardState.RELEASED}),
+    BoardState.REACHABLE: frozenset({BoardState.DEPLOYED, BoardState.FAILED, BoardState.RELEASED}),
+    BoardState.DEPLOYED: frozenset({BoardState.BUSY, BoardState.FAILED, BoardState.RELEASED}),
+    BoardState.BUSY: frozenset({BoardState.DEPLOYED, BoardState.FAILED, BoardState.RELEASED}),
+    BoardState.FAILED: frozenset({BoardState.UNKNOWN, BoardState.DOWN, BoardState.RELEASED}),
+    BoardState.DOWN: frozenset(),
+    BoardState.RELEASED: frozenset(),
+}
+
+
+def transition(device: str, current: BoardState, target: BoardState) -> BoardState:
+    """`target`, if a board may move there from `current`; else IllegalTransition."""
+    if target not in ALLOWED_MOVES[current]:
+        raise IllegalTransition(f"{device}: a board cannot go from {current.value} to {target.value}")
+    return target
+
+
+class Transport(Protocol):
+    """What the scheduler needs of a way to reach one device's agent (local.py, transport.py)."""
+
+    bytes_sent: int
+    deploy_bytes_sent: int
+    last_job_wall_s: float | None
+
+    def connect(self) -> None: ...
+    def start(self) -> None: ...
+    def info(self) -> dict[str, Any]: ...
+    def ensure_files(self, names: list[str]) -> int: ...
+    def run(self, spec_json: str) -> str: ...
+    def abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+# make_transport(device, on_note): a new, unopened transport; on_note tells what the board is doing.
+TransportFactory = Callable[[DeviceSpec, Callable[[str], None]], Transport]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """attempts: faults in a row before a board is marked down; the n-th retry waits
+    backoff_s * factor**(n-1), at most backoff_max_s."""
+
+    attempts: int = 3
+    backoff_s: float = 2.0
+    factor: float = 2.0
+    backoff_max_s: float = 30.0
+
+    def delay_s(self, failures: int) -> float:
+        return min(self.backoff_s * self.factor ** max(failures - 1, 0), self.backoff_max_s)
+
+
+@dataclass
+class QueuedJob:
+    """A job as the scheduler carries it: the agent spec and the store files it needs."""
+
+    job: Job
+    spec_json: str
+    files: list[str]
+
+
+@dataclass
+class BoardOutcome:
+    """How a board's part of the sweep ended: `released` (all run) or `down` (reason says why)."""
+
+    device: str
+    state: BoardState = BoardState.UNKNOWN
+    reason: str = ""
+    jobs_run: int = 0
+    faults: int = 0
+    bytes_sent: int = 0
+    deploy_bytes_sent: int = 0
+
+
+@dataclass
+class BoardChanged:
+    device: DeviceSpec
+    state: BoardState
+    note: str = ""
+
+
+@dataclass
+class BoardReady:
+    device: DeviceSpec
+    info: dict[str, Any]
+
+
+@dataclass
+class JobStarted:
+    item: QueuedJob
+
+
+@dataclass
+class JobFinished:
+    """A job's result, with the orchestrator's wall time for it and the agent's wall time of its process."""
+
+    item: QueuedJob
+    result: dict[str, Any]
+    wall_s: float
+    agent_wall_s: float | None
+    bytes_sent: int
+
+
+@dataclass
+class BoardFinished:
+    device: DeviceSpec
+    outcome: BoardOutcome
+    not_run: list[QueuedJob] = field(default_factory=list)
+
+
+Event = BoardChanged | BoardReady | JobStarted | JobFinished | BoardFinished
+
+
+class BoardWorker(threading.Thread):
+    """Runs one board's queue (see the module docstring)."""
+
+    def __init__(self, device: DeviceSpec, items: list[QueuedJob], make_transport: TransportFactory,
+                 policy: RetryPolicy, events: queue.Queue[Event], stop: threading.Event):
+        super().__init__(name=f"board-{device.name}", daemon=True)
+        self.device, self.items, self.make_transport = device, items, make_transport
+        self.policy, self.events, self.stop = policy, events, stop
+        self.state = BoardState.UNKNOWN
+        self.outcome = BoardOutcome(device.name)
+        self.transport: Transport | None = None
+
+    def abort(self) -> None:
+        """From another thread: end the running call now (the stop event is already set)."""
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+    def run(self) -> None:
+        pending = deque(self.items)
+        try:
+            self._work(pending)
+        except Exception as exc:  # a bug in orch itself: this board goes down with the traceback, others go on
+            self.outcome.reason = f"internal error: {exc!r}\n{traceback.format_exc()}"
+            self._force(BoardState.DOWN)
+        finally:
+            self._close()
+            if self.state is not BoardState.DOWN:
+                self._move(BoardState.RELEASED)
+            self.outcome.state = self.state
+            not_run = list(pending) if self.state is BoardState.DOWN else []
+            self.events.put(BoardFinished(self.device, self.outcome, not_run))
+
+    def _work(self, pending: deque[QueuedJob]) -> None:
+        failures = 0
+        while pending and not self.stop.is_set():
+            try:
+                if self.transport is None:
+                    self._open()
+                item = pending[0]
+                self._move(BoardState.BUSY, item.job.variant.name)
+                self.events.put(JobStarted(item))
+                assert self.transport is not None
+                started = time.perf_counter()
+                sent = self.transport.ensure_files(item.files)
+                result_json = self.transport.run(item.spec_json)
+                wall_s = time.perf_counter() - started
+                if self.stop.is_set():
+                    return  # interrupted: a job killed under it is no measurement
+                pending.popleft()
+                failures = 0
+                self.outcome.jobs_run += 1
+                self._move(BoardState.DEPLOYED)
+                self.events.put(JobFinished(item, parse_result(result_json), wall_s,
+                                            self.transport.last_job_wall_s, sent))
+            except BoardUnreachable as exc:
+                if self.stop.is_set():
+                    return
+                failures += 1
+                self.outcome.faults += 1
+                self.outcome.reason = f"{failures} fault{'s' if failures > 1 else ''} in a row, the last: {exc.detail}"
+                self._close()
+                if failures >= self.policy.attempts:
+                    self._move(BoardState.FAILED, exc.detail)
+                    self._move(BoardState.DOWN, self.outcome.reason)
+                    return
+                delay_s = self.policy.delay_s(failures)
+                self._move(BoardState.FAILED, f"{exc.detail}; retry {failures} of {self.policy.attempts - 1} "
+                                              f"in {delay_s:.1f} s")
+                if self.stop.wait(delay_s):
+                    return
+                self._move(BoardState.UNKNOWN, f"retry {failures} of {self.policy.attempts - 1}")
+            except (HostKeyError, BoardFault) as exc:
+                self.outcome.faults += 1
+                self.outcome.reason = exc.detail
+                self._move(BoardState.FAILED, exc.detail)
+                self._move(BoardState.DOWN, exc.detail)
+                return
+
+    def _open(self) -> None:
+        transport = self.make_transport(self.device, lambda note: self._note(note))
+        self.transport = transport
+        transport.connect()
+        self._move(BoardState.REACHABLE)
+        transport.start()
+        self._move(BoardState.DEPLOYED)
+        self.events.put(BoardReady(self.device, transport.info()))
+
+    def _close(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            self.outcome.bytes_sent += transport.bytes_sent
+            self.outcome.deploy_bytes_sent += transport.deploy_bytes_sent
+            transport.close()
+
+    def _move(self, target: BoardState, note: str = "") -> None:
+        self.state = transition(self.device.name, self.state, target)
+        self.events.put(BoardChanged(self.device, target, note))
+
+    def _force(self, target: BoardState) -> None:
+        """Down from anywhere, for a board whose worker hit a bug (the only move that skips the rules)."""
+        self.state = target
+        self.events.put(BoardChanged(self.device, target, self.outcome.reason.splitlines()[0]))
+
+    def _note(self, note: str) -> None:
+        self.events.put(BoardChanged(self.device, self.state, note))
+
+
+def parse_result(result_json: str) -> dict[str, Any]:
+    """The agent's result; text that is not a JSON object becomes an error result saying so."""
+    try:
+        result = json.loads(result_json)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        return {"schema": 1, "status": "error", "reasons": [],
+                "error": f"the agent answered with something other than a JSON object: {result_json[:200]!r}"}
+    return result
+
+
+def run_boards(queues: list[tuple[DeviceSpec, list[QueuedJob]]], make_transport: TransportFactory,
+               policy: RetryPolicy, handle: Callable[[Event], None]) -> dict[str, BoardOutcome]:
+    """Run every board's queue in parallel, calling `handle` (in this thread) for each event, in order.
+
+    On an interrupt (KeyboardInterrupt) every board is stopped and its running job killed; results
+    that had already arrived are still handled before the interrupt propagates.
+    """
+    events: queue.Queue[Event] = queue.Queue()
+    stop = threading.Event()
+    workers = [BoardWorker(device, items, make_transport, policy, events, stop) for device, items in queues]
+    for worker in workers:
+        worker.start()
+    outcomes: dict[str, BoardOutcome] = {}
+    try:
+        while len(outcomes) < len(workers):
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            handle(event)
+            if isinstance(event, BoardFinished):
+                outcomes[event.device.name] = event.outcome
+    except KeyboardInterrupt:
+        stop.set()
+        for worker in workers:
+            worker.abort()
+        for worker in workers:
+            worker.join(timeout=10)
+        while True:  # keep whatever was measured before the interrupt
+            try:
+                handle(events.get_nowait())
+            except queue.Empty:
+                break
+        raise
+    for worker in workers:
+        worker.join()
+    return outcomes
