@@ -8,12 +8,14 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import UserError
-from orchestrator.results.schema import Device, Result, Sweep, Variant
+from orchestrator.results.db import translate_errors
+from orchestrator.results.schema import Device, Result, Series, Sweep, Variant
 
 RESULT_COLUMNS = ("sweep", "device", "variant", "threads", "status", "p50_ms", "p90_ms", "p99_ms",
-                  "throughput_ips", "peak_rss_mb", "accuracy", "size_kb", "macs_m")
+                  "throughput_ips", "peak_rss_mb", "accuracy", "energy_per_inference_mj", "size_kb", "macs_m")
 
 
+@translate_errors
 def resolve_sweep(engine: Engine, sweep: str | None) -> int | None:
     """A sweep id from `last`, a number, or None (all sweeps)."""
     if sweep is None or sweep == "all":
@@ -29,6 +31,7 @@ def resolve_sweep(engine: Engine, sweep: str | None) -> int | None:
         return int(sweep)
 
 
+@translate_errors
 def result_rows(engine: Engine, sweep: str | None = "last", device: str | None = None,
                 recipe: str | None = None) -> list[dict[str, Any]]:
     """Results as flat dicts (RESULT_COLUMNS), ordered by sweep, device, variant name, threads."""
@@ -47,6 +50,29 @@ def result_rows(engine: Engine, sweep: str | None = "last", device: str | None =
             "threads": result.threads, "status": result.status, "p50_ms": result.p50_ms,
             "p90_ms": result.p90_ms, "p99_ms": result.p99_ms, "throughput_ips": result.throughput_ips,
             "peak_rss_mb": result.peak_rss_mb, "accuracy": result.accuracy,
+            "energy_per_inference_mj": result.energy_per_inference_mj,
             "size_kb": variant.file_size_bytes / 1024, "macs_m": (variant.macs or 0) / 1e6,
             "error": result.error, "reasons": result.reasons,
         } for result, device_name, variant in session.execute(query)]
+
+
+@translate_errors
+def resolve_series(engine: Engine, refs: list[str], device: str | None = None) -> list[tuple[int, str]]:
+    """(id, key) of the series named by key or id, plus every series of `device`; unknown names are a UserError."""
+    found: dict[int, str] = {}
+    with Session(engine) as session:
+        if device is not None:
+            rows = session.execute(select(Series.id, Series.key).join(Device).where(Device.name == device)).all()
+            if not rows:
+                raise UserError(f"--device {device}: no series recorded on this device")
+            found.update({series_id: key for series_id, key in rows})
+        for ref in refs:
+            condition = Series.id == int(ref) if ref.isdigit() else Series.key == ref
+            row = session.execute(select(Series.id, Series.key).where(condition)).first()
+            if row is None:
+                raise UserError(f"{ref}: no such series (give a key such as local:0123456789ab:89abcdef, or an id; "
+                                "`orch query \"SELECT series_key, variant FROM latest_results\"` lists them)")
+            found[row[0]] = row[1]
+    if not found:
+        raise UserError("name at least one series, or --device")
+    return sorted(found.items())

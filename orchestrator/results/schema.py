@@ -1,6 +1,18 @@
 """SQLAlchemy 2 models of the results database. Changes go through migrations/ (alembic).
 
-Every measured field carries its unit in its name.
+Every measured field carries its unit in its name. Tables:
+
+    sweeps            one `orch sweep` / `orch nightly` / re-run batch (kind: manual, nightly, rerun)
+    devices           boards results were measured on
+    variants          built model variants (sha256 of the ONNX bytes), with their grid parameters as columns
+    series            what a comparison compares: device x variant x providers x run configuration
+    software_stacks   onnxruntime, OS image, kernel, JetPack, agent/orch versions (per result, not in the series key)
+    results           one job's outcome: status, latency summary, energy, power, memory, accuracy, conditions
+    latency_samples   every timed run of a result: one zlib-compressed float32 blob
+    change_markers    an accepted new baseline of a series (`orch mark`)
+    alerts            regressions found by `orch regress` (open until a marker accepts them or they recover)
+
+Views (created by the migrations): latest_results, pareto, fom, regressions.
 """
 
 from __future__ import annotations
@@ -8,7 +20,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -21,14 +46,14 @@ class Base(DeclarativeBase):
 
 
 class Sweep(Base):
-    """One `orch sweep` invocation: a recipe run on some devices."""
+    """One batch of measurements: an `orch sweep` (manual), an `orch nightly` run, or the re-runs of `orch regress`."""
 
     __tablename__ = "sweeps"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recipe_name: Mapped[str] = mapped_column(String(200), index=True)
     recipe_path: Mapped[str] = mapped_column(Text)
     recipe_sha256: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(20), default="manual")
+    kind: Mapped[str] = mapped_column(String(20), default="manual")     # manual | nightly | rerun
     status: Mapped[str] = mapped_column(String(20), default="running")
     devices: Mapped[list[Any]] = mapped_column(JSON)
     jobs_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -51,7 +76,7 @@ class Device(Base):
 
 
 class Variant(Base):
-    """A built model variant, identified by the sha256 of its ONNX bytes."""
+    """A built model variant, identified by the sha256 of its ONNX bytes; its grid parameters are columns."""
 
     __tablename__ = "variants"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -66,12 +91,66 @@ class Variant(Base):
     host_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     build_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The grid axes (recipes/grid.py) as columns, so SQL can filter and group on them.
+    prune_method: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    prune_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prune_scope: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    prune_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    finetune_epochs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sparsity_target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fold_bn: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    distilled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    input_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    quantize: Mapped[str | None] = mapped_column(String(60), nullable=True)
+
+
+class Series(Base):
+    """What a comparison compares: one variant on one device with one run configuration.
+
+    key is stable and short (`device:variant12:config8`); the software stack is deliberately not part of it,
+    so a new onnxruntime or kernel shows up as a change within the series.
+    """
+
+    __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("device_id", "variant_sha256", "config_sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    variant_sha256: Mapped[str] = mapped_column(ForeignKey("variants.sha256"), index=True)
+    providers: Mapped[str] = mapped_column(String(300))
+    intra_op_threads: Mapped[int] = mapped_column(Integer)
+    inter_op_threads: Mapped[int] = mapped_column(Integer)
+    graph_optimization: Mapped[str] = mapped_column(String(20))
+    run_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    device: Mapped[Device] = relationship()
+    variant: Mapped[Variant] = relationship()
+
+
+class SoftwareStack(Base):
+    """The software a result was measured with; identical stacks share a row (stack_sha256)."""
+
+    __tablename__ = "software_stacks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stack_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    onnxruntime_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    os_image: Mapped[str | None] = mapped_column(Text, nullable=True)
+    kernel: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    jetpack: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    python_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    numpy_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    agent_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    orch_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    providers_available: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Result(Base):
     """One benchmark job's outcome: a variant timed on a device with one run configuration."""
 
     __tablename__ = "results"
+    __table_args__ = (Index("ix_results_series_status_id", "series_id", "status", "id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"), index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
@@ -102,6 +181,32 @@ class Result(Base):
     telemetry: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Added by migration 0002 (nullable: rows of older databases are backfilled where the data allows).
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"), nullable=True)
+    stack_id: Mapped[int | None] = mapped_column(ForeignKey("software_stacks.id"), nullable=True)
+    repeat_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    repeat_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    timed_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    warmup_iterations: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    warmup_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    power_method: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    power_meter: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    power_measured: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    power_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    power_rate_hz: Mapped[float | None] = mapped_column(Float, nullable=True)
+    power_window_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_w: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_w: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_w: Mapped[float | None] = mapped_column(Float, nullable=True)
+    energy_j: Mapped[float | None] = mapped_column(Float, nullable=True)
+    energy_per_inference_mj: Mapped[float | None] = mapped_column(Float, nullable=True)
+    energy_per_inference_net_mj: Mapped[float | None] = mapped_column(Float, nullable=True)
+    power_reasons: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    temp_before_max_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    temp_after_max_c: Mapped[float | None] = mapped_column(Float, nullable=True)
+    throttled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    power_mode: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     sweep: Mapped[Sweep] = relationship()
     device: Mapped[Device] = relationship()
@@ -109,10 +214,58 @@ class Result(Base):
 
 
 class LatencySamples(Base):
-    """Every timed run's latency of one result: little-endian float32 milliseconds, zlib-compressed."""
+    """Every timed run's latency of one result: little-endian float32 milliseconds, zlib-compressed.
+
+    On PostgreSQL the same values are also kept as a real[] column `samples_ms` (see migration 0002),
+    which the SQL function samples_quantile(samples_ms, q) reads there.
+    """
 
     __tablename__ = "latency_samples"
     result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
     encoding: Mapped[str] = mapped_column(String(40), default="zlib-float32le-ms")
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ChangeMarker(Base):
+    """An accepted new baseline: regress compares a series only with results from first_result_id on."""
+
+    __tablename__ = "change_markers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    first_result_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Alert(Base):
+    """A regression found by `orch regress`, for one series and metric, or for a whole board.
+
+    status: confirmed (a re-run also violated), suspect (no re-run was possible), cleared (the re-run did not
+    violate; closed at once). An alert stays open until a change marker accepts it or the series recovers.
+    """
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))               # series | board
+    status: Mapped[str] = mapped_column(String(20))             # confirmed | suspect | cleared
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"), nullable=True, index=True)
+    metric: Mapped[str] = mapped_column(String(60))
+    baseline_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    baseline_spread: Mapped[float | None] = mapped_column(Float, nullable=True)
+    baseline_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rerun_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    z: Mapped[float | None] = mapped_column(Float, nullable=True)
+    change_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
+    first_result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), nullable=True)
+    last_result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), nullable=True)
+    last_good_result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), nullable=True)
+    rerun_result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    resolution: Mapped[str | None] = mapped_column(Text, nullable=True)

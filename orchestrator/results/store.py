@@ -1,27 +1,43 @@
-"""Recording sweeps, devices, variants and results. Each write is its own short transaction,
-so every finished job is committed at once and survives whatever happens next."""
+"""Recording sweeps, devices, variants, results and change markers. Each write is its own short transaction,
+so every finished job is committed at once and survives whatever happens next.
+
+Writers take SQLite's write lock at BEGIN and wait for it (busy timeout); a write that still finds the
+database locked is retried a few times, so two orch processes writing at once both succeed.
+"""
 
 from __future__ import annotations
 
-import zlib
-from typing import Any
+import getpass
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from orchestrator import __version__
-from orchestrator.results.schema import Device, LatencySamples, Result, Sweep, Variant, utcnow
+from orchestrator.errors import UserError
+from orchestrator.results import mapping
+from orchestrator.results.db import translate_errors, writer
+from orchestrator.results.samples import SAMPLES_ENCODING, decode_samples, encode_samples
+from orchestrator.results.schema import (
+    Alert,
+    ChangeMarker,
+    Device,
+    LatencySamples,
+    Result,
+    Series,
+    SoftwareStack,
+    Sweep,
+    Variant,
+    utcnow,
+)
 
-SAMPLES_ENCODING = "zlib-float32le-ms"
+__all__ = ["SAMPLES_ENCODING", "ResultsStore", "decode_samples", "encode_samples"]
 
-
-def encode_samples(samples_ms: list[float]) -> bytes:
-    return zlib.compress(np.asarray(samples_ms, dtype="<f4").tobytes())
-
-
-def decode_samples(data: bytes) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(data), dtype="<f4")
+T = TypeVar("T")
+WRITE_ATTEMPTS = 5
 
 
 class ResultsStore:
@@ -29,24 +45,40 @@ class ResultsStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._writer = writer(engine)
+
+    @translate_errors
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one write transaction, retried while the database is locked by another writer."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with Session(self._writer) as session, session.begin():
+                    return work(session)
+            except OperationalError as exc:
+                if attempt == WRITE_ATTEMPTS - 1 or "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def start_sweep(self, recipe_name: str, recipe_path: str, recipe_sha256: str, devices: list[str],
                     jobs_total: int, kind: str = "manual") -> int:
-        with Session(self.engine) as session, session.begin():
+        def work(session: Session) -> int:
             sweep = Sweep(recipe_name=recipe_name, recipe_path=recipe_path, recipe_sha256=recipe_sha256,
                           kind=kind, status="running", devices=devices, jobs_total=jobs_total,
                           orch_version=__version__)
             session.add(sweep)
             session.flush()
             return sweep.id
+        return self._write(work)
 
     def finish_sweep(self, sweep_id: int, status: str) -> None:
-        with Session(self.engine) as session, session.begin():
+        def work(session: Session) -> None:
             sweep = session.get_one(Sweep, sweep_id)
             sweep.status, sweep.finished_at = status, utcnow()
+        self._write(work)
 
     def upsert_device(self, name: str, kind: str, info: dict[str, Any]) -> int:
-        with Session(self.engine) as session, session.begin():
+        def work(session: Session) -> int:
             device = session.scalar(select(Device).where(Device.name == name))
             if device is None:
                 device = Device(name=name, kind=kind)
@@ -54,43 +86,113 @@ class ResultsStore:
             device.board, device.info, device.last_seen = info.get("board"), info, utcnow()
             session.flush()
             return device.id
+        return self._write(work)
 
     def upsert_variant(self, recipe_name: str, variant: Any) -> None:
         """Record a BuiltVariant (first recipe to produce a given artifact names it)."""
         meta = variant.meta
-        with Session(self.engine) as session, session.begin():
+
+        def work(session: Session) -> None:
             if session.get(Variant, variant.sha256) is not None:
                 return
             session.add(Variant(
                 sha256=variant.sha256, recipe_name=recipe_name, name=variant.name, axes=variant.axes,
                 lineage=variant.lineage, params=meta.get("params"), macs=meta.get("macs"),
                 sparsity=meta.get("sparsity"), file_size_bytes=variant.file_size_bytes,
-                host_accuracy=meta.get("host_accuracy"), build_s=variant.build_s))
+                host_accuracy=meta.get("host_accuracy"), build_s=variant.build_s,
+                **mapping.variant_axis_columns(variant.axes)))
+        self._write(work)
 
     def record_result(self, sweep_id: int, device_id: int, variant_sha256: str, spec: dict[str, Any],
                       result: dict[str, Any]) -> int:
-        """Store one job's result (and its raw latency samples) in one transaction."""
-        timing = result.get("timing") or {}
-        memory = result.get("memory") or {}
-        accuracy = result.get("accuracy") or {}
-        with Session(self.engine) as session, session.begin():
-            row = Result(
-                sweep_id=sweep_id, device_id=device_id, variant_sha256=variant_sha256,
-                status=result.get("status", "error"), reasons=result.get("reasons") or [],
-                error=result.get("error"), providers=",".join(spec.get("providers", [])),
-                threads=spec.get("intra_op_threads", 0), graph_optimization=spec.get("graph_optimization", ""),
-                session_create_ms=timing.get("session_create_ms"), first_run_ms=timing.get("first_run_ms"),
-                p50_ms=timing.get("p50_ms"), p90_ms=timing.get("p90_ms"), p99_ms=timing.get("p99_ms"),
-                mean_ms=timing.get("mean_ms"), std_ms=timing.get("std_ms"), min_ms=timing.get("min_ms"),
-                max_ms=timing.get("max_ms"), iterations=timing.get("iterations"),
-                duration_s=timing.get("duration_s"), throughput_ips=timing.get("throughput_ips"),
-                rss_before_session_mb=memory.get("rss_before_session_mb"), peak_rss_mb=memory.get("peak_rss_mb"),
-                accuracy_metric=accuracy.get("metric"), accuracy=accuracy.get("value"),
-                accuracy_n=accuracy.get("n"), telemetry=result.get("telemetry") or {}, spec=spec)
+        """Store one job's result (with its series, software stack and raw latency samples) in one transaction."""
+        columns = mapping.result_columns(spec, result)
+        samples = result.get("latency_samples_ms")
+
+        def work(session: Session) -> int:
+            row = Result(sweep_id=sweep_id, device_id=device_id, variant_sha256=variant_sha256,
+                         series_id=_series_id(session, device_id, variant_sha256, spec),
+                         stack_id=_stack_id(session, columns["telemetry"]), **columns)
             session.add(row)
             session.flush()
-            samples = result.get("latency_samples_ms")
             if samples:
                 session.add(LatencySamples(result_id=row.id, count=len(samples), encoding=SAMPLES_ENCODING,
                                            data=encode_samples(samples)))
+                if session.get_bind().dialect.name == "postgresql":
+                    session.flush()
+                    session.execute(text("UPDATE latency_samples SET samples_ms = :values WHERE result_id = :id"),
+                                    {"values": [float(v) for v in samples], "id": row.id})
             return row.id
+        return self._write(work)
+
+    def add_marker(self, series_id: int, reason: str, first_result_id: int | None = None) -> int:
+        """Accept a new baseline for a series from `first_result_id` on (default: its newest result).
+
+        Open alerts of the series are closed: the marker says their change is understood.
+        """
+        def work(session: Session) -> int:
+            first = first_result_id
+            if first is None:
+                first = session.scalar(select(Result.id).where(Result.series_id == series_id)
+                                       .order_by(Result.id.desc()).limit(1))
+            marker = ChangeMarker(series_id=series_id, first_result_id=first, reason=reason,
+                                  created_by=_user())
+            session.add(marker)
+            session.flush()
+            session.execute(update(Alert).where(Alert.series_id == series_id, Alert.closed_at.is_(None))
+                            .values(closed_at=utcnow(), resolution=f"accepted by change marker {marker.id}: {reason}"))
+            return marker.id
+        return self._write(work)
+
+
+    def mark(self, series: list[tuple[int, str]], reason: str, device: str | None = None) -> list[tuple[str, int]]:
+        """A change marker for each (id, key) series, and the board alert of `device` closed; (key, marker id)."""
+        if not reason.strip():
+            raise UserError("--reason is empty: say why the new numbers are the new normal")
+        marked = [(key, self.add_marker(series_id, reason)) for series_id, key in series]
+        if device is not None:
+            self._write(lambda session: session.execute(
+                update(Alert).where(Alert.kind == "board", Alert.closed_at.is_(None),
+                                    Alert.device_id.in_(select(Device.id).where(Device.name == device)))
+                .values(closed_at=utcnow(), resolution=f"accepted by change markers: {reason}")))
+        return marked
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _get_or_create(session: Session, model: type[T], lookup: dict[str, Any], create: dict[str, Any]) -> T:
+    """The row matching `lookup`, inserted if missing; a concurrent insert of the same row (PostgreSQL) is reused."""
+    query = select(model).filter_by(**lookup)
+    found = session.scalar(query)
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            row = model(**lookup, **create)
+            session.add(row)
+        return row
+    except IntegrityError:
+        return session.scalars(query).one()
+
+
+def _series_id(session: Session, device_id: int, variant_sha256: str, spec: dict[str, Any]) -> int:
+    config = mapping.series_config(spec)
+    digest = mapping.config_sha256(config)
+    device_name = session.get_one(Device, device_id).name
+    series = _get_or_create(session, Series, {"device_id": device_id, "variant_sha256": variant_sha256,
+                                              "config_sha256": digest}, {
+        "key": mapping.series_key(device_name, variant_sha256, digest), "providers": ",".join(config["providers"]),
+        "intra_op_threads": config["intra_op_threads"], "inter_op_threads": config["inter_op_threads"],
+        "graph_optimization": config["graph_optimization"], "run_config": config})
+    return series.id
+
+
+def _stack_id(session: Session, telemetry: dict[str, Any]) -> int:
+    fields = mapping.stack_fields(telemetry, __version__)
+    stack = _get_or_create(session, SoftwareStack, {"stack_sha256": mapping.stack_sha256(fields)}, fields)
+    return stack.id
