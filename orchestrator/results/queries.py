@@ -22,7 +22,9 @@ def resolve_sweep(engine: Engine, sweep: str | None) -> int | None:
         return None
     with Session(engine) as session:
         if sweep == "last":
-            last = session.scalar(select(func.max(Sweep.id)))
+            # The newest sweep that measured something: re-running a finished sweep measures nothing
+            # new (it resumes), and its predecessor's results are the ones the user wants to see.
+            last = session.scalar(select(func.max(Result.sweep_id))) or session.scalar(select(func.max(Sweep.id)))
             if last is None:
                 raise UserError("no sweep has been recorded yet in this database; run `orch sweep RECIPE` first")
             return int(last)
