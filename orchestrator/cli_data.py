@@ -67,17 +67,30 @@ def regress(
     baseline: Annotated[int | None, typer.Option(help="Baseline size in results [default: 14].")] = None,
     min_baseline: Annotated[int | None, typer.Option(help="Fewer baseline results: insufficient data [5].")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+    rerun: Annotated[bool, typer.Option(help="Re-run flagged series on their boards to confirm them.")] = True,
     db: DbOption = None,
+    artifacts: ArtifactsOption = Path("artifacts"),
+    inventory: Annotated[Path | None, typer.Option(
+        envvar="ORCH_INVENTORY", help="Board inventory [default: ~/.config/orch/devices.yaml].")] = None,
 ) -> None:
     """Compare every series' newest valid result with its baseline; exit 1 if a confirmed regression exists."""
+    from orchestrator.artifacts import ArtifactStore
+    from orchestrator.fleet.inventory import default_inventory_path, load_inventory
+    from orchestrator.fleet.rerun import board_rerun
+    from orchestrator.fleet.ssh import default_settings
     from orchestrator.results.db import open_database
     from orchestrator.results.queries import resolve_sweep
     from orchestrator.results.regress import regress as find_regressions
+    from orchestrator.sweep import SweepOptions
 
     settings = _regress_config(config, z_threshold=z, baseline_size=baseline, min_baseline=min_baseline)
     engine = open_database(db)
     devices = [name.strip() for name in device.split(",") if name.strip()] if device else None
-    report = find_regressions(engine, settings, devices=devices, sweep_id=resolve_sweep(engine, sweep))
+    hook = None
+    if rerun:
+        boards = load_inventory(inventory or default_inventory_path())
+        hook = board_rerun(ArtifactStore(artifacts), boards, SweepOptions(ssh=default_settings(boards)))
+    report = find_regressions(engine, settings, rerun=hook, devices=devices, sweep_id=resolve_sweep(engine, sweep))
     _show_regress(report, json_path)
 
 
@@ -113,6 +126,7 @@ def nightly(
     from orchestrator.artifacts import ArtifactStore
     from orchestrator.fleet.devices import resolve_devices
     from orchestrator.fleet.inventory import default_inventory_path, load_inventory
+    from orchestrator.fleet.rerun import board_rerun
     from orchestrator.fleet.ssh import default_settings
     from orchestrator.recipes import load_recipe
     from orchestrator.results.db import open_database
@@ -125,7 +139,7 @@ def nightly(
     engine, options = open_database(db), SweepOptions(ssh=default_settings(boards))
     with SweepProgress(console) as progress:
         report = run_nightly(loaded, targets, engine, ArtifactStore(artifacts), settings, observer=progress,
-                             options=options)
+                             options=options, rerun=board_rerun(ArtifactStore(artifacts), boards, options))
     files = write_reports(report, report_dir)
     console.print(f"report: {files[0]} and {files[1]}", highlight=False)
     _show_regress(report.regress, None)
