@@ -268,3 +268,74 @@ def test_files_that_are_not_torch_files_are_refused(tmp_path: Path):
         load_weights(model, tmp_path / "absent.pt", "state_dict")
     with pytest.raises(WeightsError, match="unknown weights format 'onnx'"):
         load_weights(model, path, "onnx")  # type: ignore[arg-type]
+
+
+# -- the YOLOv2 region layer and VOC average precision ---------------------------------------------------------
+
+def encoded_output(box: np.ndarray, size: int, grid: int, num_classes: int = 1) -> torch.Tensor:
+    """A raw tiny-YOLOv2 output map whose one confident prediction is exactly `box` (x1, y1, x2, y2 pixels)."""
+    from orchestrator.models.region import _best_anchor
+    from orchestrator.models.tiny_yolov2 import VOC_ANCHORS
+
+    stride = size / grid
+    fields = torch.full((1, len(VOC_ANCHORS), 5 + num_classes, grid, grid), -10.0)
+    centre_x, centre_y = (box[0] + box[2]) / 2 / stride, (box[1] + box[3]) / 2 / stride
+    width, height = (box[2] - box[0]) / stride, (box[3] - box[1]) / stride
+    anchor = _best_anchor(torch.tensor(VOC_ANCHORS), width, height)
+    cell_x, cell_y = int(centre_x), int(centre_y)
+    logit = lambda p: float(np.log(p / (1 - p)))  # noqa: E731
+    fields[0, anchor, :5, cell_y, cell_x] = torch.tensor([
+        logit(centre_x - cell_x), logit(centre_y - cell_y), float(np.log(width / VOC_ANCHORS[anchor][0])),
+        float(np.log(height / VOC_ANCHORS[anchor][1])), 10.0])
+    fields[0, anchor, 5:, cell_y, cell_x] = 0.0
+    return fields.view(1, -1, grid, grid)
+
+
+def test_region_layer_decodes_what_its_loss_calls_perfect():
+    from orchestrator.build.detection import voc_ap
+    from orchestrator.models.region import decode, region_loss
+    from orchestrator.models.tiny_yolov2 import VOC_ANCHORS
+
+    truth = np.array([[0, 40.0, 30.0, 90.0, 100.0, 0]], np.float32)
+    output = encoded_output(truth[0, 1:5], size=128, grid=4)
+    assert float(region_loss(output, [truth], VOC_ANCHORS, 128)) < 1e-5
+    (detections,) = decode(output, VOC_ANCHORS, 128)
+    assert detections.shape == (1, 6) and detections[0, 1] > 0.99
+    np.testing.assert_allclose(detections[0, 2:], truth[0, 1:5], atol=1e-3)
+    assert voc_ap([detections], [truth], 0) == pytest.approx(1.0)
+    shifted = encoded_output(truth[0, 1:5] + 8, size=128, grid=4)  # a worse prediction costs more
+    assert float(region_loss(shifted, [truth], VOC_ANCHORS, 128)) > 0.01
+
+
+def test_voc_ap_is_the_all_point_area_and_ignores_difficult_objects():
+    from orchestrator.build.detection import mean_ap, voc_ap
+
+    truths = [np.array([[0, 0, 0, 10, 10, 0], [0, 20, 20, 30, 30, 0], [0, 40, 40, 50, 50, 1]], np.float32)]
+    detections = [np.array([[0, .9, 0, 0, 10, 10], [0, .85, 40, 40, 50, 50], [0, .8, 60, 60, 70, 70],
+                            [0, .75, 0, 0, 10, 10], [0, .7, 20, 20, 30, 30]], np.float32)]
+    # hit, difficult (ignored), miss, duplicate (a miss), hit: precision 1 at recall 0.5, 0.5 at recall 1
+    assert voc_ap(detections, truths, 0) == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    assert np.isnan(voc_ap(detections, truths, 1))
+    assert mean_ap(detections, truths, 2) == pytest.approx(0.75)
+    assert voc_ap([np.zeros((0, 6), np.float32)], truths, 0) == 0.0
+
+
+@pytest.mark.slow
+def test_region_loss_retrains_a_tiny_yolov2_head():
+    from orchestrator.build.train import fit
+    from orchestrator.models.region import region_loss
+
+    model = MODELS.get("tiny_yolov2")(num_classes=1, in_channels=3)
+    rng = np.random.default_rng(0)
+    images = rng.random((8, 3, 64, 64), dtype=np.float32)
+    truths = [np.array([[0, 8 + i, 10, 40 + i, 50, 0]], np.float32) for i in range(8)]
+
+    def loss(outputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return region_loss(outputs, [truths[i] for i in index.tolist()], model.anchors, 64)
+
+    with torch.no_grad():
+        before = float(loss(model.eval()(torch.from_numpy(images)), torch.arange(8)))
+    fit(model, images, truths, epochs=30, lr=0.01, batch_size=4, seed=0, loss=loss, trainable=["head"])
+    with torch.no_grad():
+        after = float(loss(model(torch.from_numpy(images)), torch.arange(8)))
+    assert after < 0.5 * before

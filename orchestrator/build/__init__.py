@@ -5,7 +5,13 @@ Contract of a step: an object with
   version   bumped whenever the step's output for the same parameters changes;
             part of the build-cache key
   produces  "torch" (a model in memory, checkpointed) or "onnx" (an artifact)
+  checkpoint (optional, default True) False for a torch step that is cheap and
+            deterministic from its parent: the Builder does not checkpoint its
+            output and re-runs it from the parent when a child needs it
   run(ctx, parent, params) -> TorchNode | OnnxNode
+
+The meta a step returns is merged over its parent's, and also kept in the
+step's own lineage record.
 """
 
 from __future__ import annotations
@@ -43,4 +49,11 @@ class BuildStep(Protocol):
 
 STEPS: Registry[BuildStep] = Registry("build step")
 
-from orchestrator.build import export, onnx_source, prune, quantize, train  # noqa: E402,F401
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none (for one-line errors)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+# Imported last: each step module registers itself in STEPS.
+from orchestrator.build import export, fold, iterative, onnx_source, prune, quantize, sparsify, train  # noqa: E402,F401,I001

@@ -26,6 +26,7 @@ class BuildContext:
         # Set by the Builder: the trained base model of this recipe (the `base` distillation teacher).
         self.base_model: Callable[[], Any] | None = None
         self._resized: dict[tuple[str, int], Any] = {}
+        self._head: Any = False  # detection_head(), once known
 
     @cached_property
     def splits(self) -> Splits:
@@ -59,6 +60,17 @@ class BuildContext:
         factory = MODELS.get(self.recipe.model.arch)
         return factory(num_classes=self.splits.num_classes, in_channels=self.splits.in_channels,
                        **self.recipe.model.options)
+
+    def detection_head(self) -> tuple[list[tuple[float, float]], int] | None:
+        """(anchors in grid cells, number of classes) of the recipe's model when it is a YOLO-style
+        detector (it has `anchors`, see orchestrator/models/region.py); None otherwise."""
+        if self._head is False:
+            self._head = None
+            if self.recipe.model.arch is not None:
+                model = self.new_model()
+                if getattr(model, "anchors", None) is not None:
+                    self._head = (list(model.anchors), int(model.num_classes))
+        return self._head
 
     def teacher(self, source: str) -> Any:
         """The distillation teacher: `base` (this recipe's trained model) or a state_dict file."""

@@ -7,9 +7,10 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.build import STEPS, OnnxNode, TorchNode
+from orchestrator.build import STEPS, OnnxNode, TorchNode, first_line
 from orchestrator.build.context import INPUT_NAME, OUTPUT_NAME
-from orchestrator.build.evaluate import host_accuracy, size_figures
+from orchestrator.build.evaluate import host_accuracy, host_metric, size_figures
+from orchestrator.errors import BuildError
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +27,11 @@ def export_bytes(model: torch.nn.Module, example_input: torch.Tensor, opset: int
         # The TorchScript exporter (dynamo=False): in torch 2.13 the dynamo one is
         # the default, takes ~20x longer on these small nets and needs onnxscript;
         # its graphs are no better for onnxruntime here.
+        # TrainingMode.PRESERVE on a model in eval mode exports inference-mode
+        # BatchNormalization nodes as they are: the default (EVAL) would fold every
+        # BatchNorm into its conv on the quiet, making the fold_bn step unobservable.
         torch.onnx.export(model.eval(), (example_input,), str(target), dynamo=False, opset_version=opset,
+                          training=torch.onnx.TrainingMode.PRESERVE,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
         data = target.read_bytes()
@@ -34,19 +39,34 @@ def export_bytes(model: torch.nn.Module, example_input: torch.Tensor, opset: int
     return data
 
 
+def check_input_size(model: torch.nn.Module, example_input: torch.Tensor) -> None:
+    """Run the model once at the export size; BuildError if it cannot take that input (e.g. a fixed flatten)."""
+    import torch
+
+    size = "x".join(str(side) for side in example_input.shape[2:])
+    try:
+        with torch.no_grad():
+            model.eval()(example_input)
+    except RuntimeError as exc:  # torch reports shape mismatches as RuntimeError
+        raise BuildError(f"input_size {size}: {type(model).__name__} cannot take a {size} input "
+                         f"({first_line(exc)}); choose sizes the model accepts") from exc
+
+
 class ExportStep:
     """Export the parent torch model to ONNX and score it on the host."""
 
     name = "export"
-    version = "1"
+    version = "2"  # 2: BatchNorm kept in the graph (fold_bn folds it)
     produces = "onnx"
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> OnnxNode:
         example = ctx.example_input(params["image_size"])
+        check_input_size(parent.model, example)
         sha = ctx.store.put(export_bytes(parent.model, example, params["opset"]), ".onnx")
         meta = size_figures(parent.model, example)
         meta["input"] = {"name": INPUT_NAME, "shape": list(example.shape), "dtype": "float32"}
         meta["host_accuracy"] = host_accuracy(ctx, sha, params["image_size"])
+        meta["host_metric"] = host_metric(ctx)
         return OnnxNode(sha, meta)
 
 

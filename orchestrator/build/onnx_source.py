@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from orchestrator.build import STEPS, OnnxNode
-from orchestrator.build.evaluate import host_accuracy
+from orchestrator.build.evaluate import host_accuracy, host_metric
 from orchestrator.errors import ModelSourceError
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ class ImportOnnxStep:
         check_runs(data, model_input, str(path))
         sha = ctx.store.put(data, ".onnx")
         return OnnxNode(sha, {"input": model_input, "params": parameter_count(model), "macs": None,
-                              "sparsity": None, "host_accuracy": host_accuracy(ctx, sha, model_input["shape"][-1])})
+                              "sparsity": None, "host_accuracy": host_accuracy(ctx, sha, model_input["shape"][-1]),
+                              "host_metric": host_metric(ctx)})
 
 
 class ResizeInputStep:

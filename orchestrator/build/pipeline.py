@@ -111,7 +111,10 @@ class Builder:
         if key in self._memo:
             return self._memo[key]
         impl = STEPS.get(step.name)
-        node = self._load_cached(impl.produces, key)
+        # A step that is cheap and deterministic from its parent (fold_bn, sparsify) is not
+        # checkpointed: when a child needs it again, it is re-run from its parent.
+        kept = impl.produces == "onnx" or getattr(impl, "checkpoint", True)
+        node = self._load_cached(impl.produces, key) if kept else None
         if node is None:
             parent = self._materialize(steps, keys, index - 1) if index > 0 else None
             started = time.perf_counter()
@@ -119,11 +122,14 @@ class Builder:
             wall_s = time.perf_counter() - started
             inherited = dict(parent.meta) if parent is not None else {}
             inherited.update(node.meta)
+            # The step's own figures (e.g. an iterative schedule's accuracy per iteration) also go in its
+            # lineage record, which the results database keeps.
             record = {"step": step.name, "version": impl.version, "params": step.params, "key": key,
-                      "wall_s": round(wall_s, 4)}
+                      "wall_s": round(wall_s, 4), "meta": node.meta}
             inherited["lineage"] = list(inherited.get("lineage", [])) + [record]
             node.meta = inherited
-            self._save(node, key)
+            if kept:
+                self._save(node, key)
             self.steps_run += 1
         self._memo[key] = node
         return node

@@ -52,11 +52,15 @@ def accumulate_gradients(ctx: Any, model: nn.Module, batch_size: int = 64) -> No
     import torch
     import torch.nn.functional as F
 
+    from orchestrator.build.train import task_loss
+
+    task = task_loss(ctx, "prune.method taylor")
     model.zero_grad()
     x, y = ctx.splits.train_x, ctx.splits.train_y
     for start in range(0, min(len(x), TAYLOR_BATCHES * batch_size), batch_size):
-        loss = F.cross_entropy(model(torch.from_numpy(x[start:start + batch_size])),
-                               torch.from_numpy(y[start:start + batch_size]))
+        index = torch.arange(start, min(start + batch_size, len(x)))
+        outputs = model(torch.from_numpy(x[start:start + batch_size]))
+        loss = task(outputs, index) if task else F.cross_entropy(outputs, torch.from_numpy(y[start:start + batch_size]))
         loss.backward()
 
 

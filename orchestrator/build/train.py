@@ -4,6 +4,7 @@ some layers, optionally distilled from a teacher)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,17 +44,30 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
-def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_size: int, seed: int,
+MAX_GRAD_NORM = 10.0  # gradient clipping of models trained with their own `loss` (detectors)
+
+# A training objective other than cross-entropy on class labels: (model outputs, sample indices) -> loss.
+Loss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+
+def fit(model: nn.Module, x: np.ndarray, y: Any, *, epochs: int, lr: float, batch_size: int, seed: int,
         momentum: float = 0.9, weight_decay: float = 5e-4, trainable: list[str] | None = None,
-        teacher: nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.9) -> None:
-    """SGD with Nesterov momentum and a cosine schedule; deterministic for a given seed."""
+        teacher: nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.9,
+        loss: Loss | None = None) -> None:
+    """SGD with Nesterov momentum and a cosine schedule; deterministic for a given seed.
+
+    The objective is cross-entropy against the class labels `y` (distilled from `teacher` if given),
+    or `loss` when given (e.g. a detector's, which finds its targets by sample index).
+    """
     if epochs == 0:
         return
     import torch
-    import torch.nn.functional as F
+    if loss is not None and teacher is not None:
+        raise BuildError("distillation needs class labels; this model trains with its own loss")
     torch.manual_seed(seed)
     order_rng = np.random.default_rng(seed)
-    inputs, labels = torch.from_numpy(x), torch.from_numpy(y)
+    inputs = torch.from_numpy(x)
+    objective = loss or _label_loss(inputs, torch.from_numpy(y), teacher, temperature, alpha)
     parameters = freeze_except(model, trainable)
     optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                 nesterov=momentum > 0)
@@ -70,14 +84,11 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: floa
         for start in range(0, len(x), batch_size):
             index = order[start:start + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            logits = model(inputs[index])
-            if teacher is None:
-                loss = F.cross_entropy(logits, labels[index])
-            else:
-                with torch.no_grad():
-                    teacher_logits = teacher(inputs[index])
-                loss = distillation_loss(logits, teacher_logits, labels[index], temperature, alpha)
-            loss.backward()
+            objective(model(inputs[index]), index).backward()
+            if loss is not None:
+                # A detector's summed loss starts with gradient norms in the hundreds; darknet ramps the
+                # learning rate up (burn-in), YOLOv5 clips: without either SGD diverges in a few steps.
+                torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
     for parameter in model.parameters():
@@ -85,10 +96,37 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, lr: floa
     model.eval()
 
 
-def _require_classification(ctx: Any, what: str) -> None:
-    if ctx.splits.task != "classification":
-        raise BuildError(f"{what}: training a {ctx.splits.task} model is not supported yet; set the epochs to 0 "
-                         "and start from imported weights")
+def _label_loss(inputs: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None, temperature: float,
+                alpha: float) -> Loss:
+    """Cross-entropy against the labels, or Hinton distillation from `teacher` when given."""
+    import torch
+    import torch.nn.functional as F
+
+    if teacher is None:
+        return lambda outputs, index: F.cross_entropy(outputs, labels[index])
+
+    def distilled(outputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = teacher(inputs[index])
+        return distillation_loss(outputs, teacher_logits, labels[index], temperature, alpha)
+    return distilled
+
+
+def task_loss(ctx: Any, what: str) -> Loss | None:
+    """The training objective of the recipe's task: None for classification (fit's cross-entropy), the YOLOv2
+    region loss for a detector (orchestrator/models/region.py); BuildError when there is none."""
+    task = ctx.splits.task
+    if task == "classification":
+        return None
+    head = ctx.detection_head() if task == "detection" else None
+    if head is None:
+        raise BuildError(f"{what}: orch has no training loss for a {task} model of {ctx.recipe.model.arch}; set the "
+                         "epochs to 0 and start from imported weights")
+    from orchestrator.models.region import region_loss
+
+    anchors, _ = head
+    truths, size = ctx.splits.train_y, ctx.recipe.dataset.image_size
+    return lambda outputs, index: region_loss(outputs, [truths[i] for i in index.tolist()], anchors, size)
 
 
 class TrainStep:
@@ -110,10 +148,9 @@ class TrainStep:
 
             load_weights(model, weights["path"], weights["format"], skip_head=weights["skip_head"])
         if settings["epochs"]:
-            _require_classification(ctx, "train")
             fit(model, ctx.splits.train_x, ctx.splits.train_y, epochs=settings["epochs"], lr=settings["lr"],
                 batch_size=settings["batch_size"], seed=settings["seed"], momentum=settings["momentum"],
-                weight_decay=settings["weight_decay"])
+                weight_decay=settings["weight_decay"], loss=task_loss(ctx, "train"))
         return TorchNode(model.eval())
 
 
@@ -125,15 +162,27 @@ class FinetuneStep:
     produces = "torch"
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> TorchNode:
-        _require_classification(ctx, "finetune")
         model = copy.deepcopy(parent.model)
-        distill = params.get("distill")
-        teacher = ctx.teacher(distill["teacher"]) if distill else None
-        fit(model, ctx.splits.train_x, ctx.splits.train_y, epochs=params["epochs"], lr=params["lr"],
-            batch_size=params["batch_size"], seed=params["seed"], trainable=params.get("trainable"),
-            teacher=teacher, temperature=distill["temperature"] if distill else 4.0,
-            alpha=distill["alpha"] if distill else 0.9)
+        finetune(ctx, model, params)
         return TorchNode(model)
+
+
+def finetune(ctx: Any, model: nn.Module, params: dict[str, Any], teacher: nn.Module | None = None,
+             seed_offset: int = 0) -> None:
+    """Fine-tune `model` in place as a recipe's finetune parameters say {epochs, lr, batch_size, seed,
+    trainable, distill}; `teacher` saves re-making the distillation teacher on every call."""
+    if params["epochs"] == 0:
+        return
+    loss = task_loss(ctx, "finetune")
+    distill = params.get("distill")
+    if distill and loss is not None:
+        raise BuildError(f"distill: Hinton distillation needs class labels; this is a {ctx.splits.task} model")
+    if distill and teacher is None:
+        teacher = ctx.teacher(distill["teacher"])
+    fit(model, ctx.splits.train_x, ctx.splits.train_y, epochs=params["epochs"], lr=params["lr"],
+        batch_size=params["batch_size"], seed=params["seed"] + seed_offset, trainable=params.get("trainable"),
+        teacher=teacher if distill else None, temperature=distill["temperature"] if distill else 4.0,
+        alpha=distill["alpha"] if distill else 0.9, loss=loss)
 
 
 STEPS.register(TrainStep.name)(TrainStep())

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.recipes.loading import LoadedRecipe
-from orchestrator.recipes.schema import QuantizeSpec, Recipe
+from orchestrator.recipes.schema import QuantizeSpec, VariantsGrid
 
 
 class Step(BaseModel):
@@ -47,25 +47,37 @@ def file_sha256(path: Path) -> str | None:
 
 
 def expand(loaded: LoadedRecipe) -> list[VariantPlan]:
-    """Every combination of the recipe's variant axes, as build plans (duplicates merged, order kept)."""
+    """Every combination of the recipe's variant axes, grid after grid (`include`), as build plans
+    (duplicates merged, order kept). Two grids that give one name to different builds are a RecipeError."""
+    plans: dict[str, VariantPlan] = {}
+    for index, grid in enumerate(loaded.recipe.variants.grids()):
+        for plan in _expand_grid(loaded, grid):
+            known = plans.setdefault(plan.name, plan)
+            if known.steps != plan.steps:
+                raise loaded.error_at(("variants", "include", index - 1) if index else ("variants",),
+                                      f"variant {plan.name} is built differently by an earlier grid (a setting "
+                                      "that is not part of variant names differs); give it its own recipe")
+    return list(plans.values())
+
+
+def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid) -> list[VariantPlan]:
     recipe = loaded.recipe
     plans: dict[str, VariantPlan] = {}
-    prefixes = _onnx_prefixes(loaded) if recipe.model.onnx else _torch_prefixes(loaded)
-    sizes = recipe.variants.input_size or [recipe.dataset.image_size]
-    for (prefix_name, prefix_steps, axes), size, quantize in itertools.product(
-            prefixes, sizes, recipe.variants.quantize):
+    prefixes = _onnx_prefixes(loaded) if recipe.model.onnx else _torch_prefixes(loaded, grid)
+    sizes = grid.input_size or [recipe.dataset.image_size]
+    for (prefix_name, prefix_steps, axes), size, quantize in itertools.product(prefixes, sizes, grid.quantize):
         steps = list(prefix_steps)
         if recipe.model.onnx:
-            if recipe.variants.input_size:
+            if grid.input_size:
                 steps.append(Step(name="resize_input", params={"image_size": size}))
-            if "opset" in recipe.variants.model_fields_set:
-                steps.append(Step(name="convert_opset", params={"opset": recipe.variants.opset}))
+            if "opset" in grid.model_fields_set:
+                steps.append(Step(name="convert_opset", params={"opset": grid.opset}))
         else:
-            steps.append(Step(name="export", params={"image_size": size, "opset": recipe.variants.opset}))
+            steps.append(Step(name="export", params={"image_size": size, "opset": grid.opset}))
         if quantize.mode != "none":
-            steps.append(Step(name="quantize", params=_quantize_params(quantize, recipe)))
+            steps.append(Step(name="quantize", params=_quantize_params(quantize, grid)))
         parts = [prefix_name] if prefix_name else []
-        if recipe.variants.input_size:
+        if grid.input_size:
             parts.append(f"{size}px")
         parts.append(quantize.label)
         name = "/".join(parts)
@@ -74,10 +86,10 @@ def expand(loaded: LoadedRecipe) -> list[VariantPlan]:
     return list(plans.values())
 
 
-def _quantize_params(quantize: QuantizeSpec, recipe: Recipe) -> dict[str, Any]:
+def _quantize_params(quantize: QuantizeSpec, grid: VariantsGrid) -> dict[str, Any]:
     params = quantize.model_dump()
     if quantize.mode == "static":
-        params["samples"] = quantize.samples or recipe.variants.calibration_samples
+        params["samples"] = quantize.samples or grid.calibration_samples
     else:
         params.pop("samples")
     return params
@@ -89,10 +101,9 @@ def _onnx_prefixes(loaded: LoadedRecipe) -> list[tuple[str, list[Step], dict[str
     return [("", [source], {})]
 
 
-def _torch_prefixes(loaded: LoadedRecipe) -> list[tuple[str, list[Step], dict[str, Any]]]:
-    """Every torch-side lineage (training through folding) with its name and axis values."""
+def _torch_prefixes(loaded: LoadedRecipe, variants: VariantsGrid) -> list[tuple[str, list[Step], dict[str, Any]]]:
+    """Every torch-side lineage (training through folding) of one grid, with its name and axis values."""
     recipe = loaded.recipe
-    variants = recipe.variants
     model = recipe.model.model_dump()
     if recipe.model.weights is not None:
         weights_path = loaded.resolve(recipe.model.weights.path)

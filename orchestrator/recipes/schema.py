@@ -4,7 +4,7 @@
     model:     {arch, options, weights} or {onnx: PATH}
     dataset:   one of the registered data sets (orchestrator/datasets/), chosen by `name`
     train:     how the base model is trained (absent or epochs 0 with imported weights: use them as they are)
-    variants:  retrain, prune, sparsify, distill, fold_bn, input_size, opset, quantize
+    variants:  retrain, prune, sparsify, distill, fold_bn, input_size, opset, quantize; include (more grids)
     benchmark: warm-up and measurement gates, threads, providers, accuracy
 """
 
@@ -199,6 +199,20 @@ class QuantizeSpec(Spec):
     per_channel: bool = False
     samples: int | None = Field(None, gt=0)
 
+    @model_validator(mode="after")
+    def _applies(self) -> QuantizeSpec:
+        applies = {"none": set(), "fp16": set(), "dynamic": {"weights", "per_channel"},
+                   "static": {"weights", "activations", "format", "calibration", "per_channel", "samples"}}
+        # A key set to its default is harmless (a lineage's parameters list every key); another value is a mistake.
+        stray = sorted(name for name in self.model_fields_set - applies[self.mode] - {"mode"}
+                       if getattr(self, name) != type(self).model_fields[name].default)
+        if stray:
+            raise ValueError(f"`{stray[0]}` does not apply to mode {self.mode}")
+        if self.mode == "static" and self.activations == "int8" and self.weights == "uint8":
+            raise ValueError("onnxruntime.quantization does not support int8 activations with uint8 weights; "
+                             "use weights: int8 or activations: uint8")
+        return self
+
     @property
     def label(self) -> str:
         """The preset name when it is one, else a compact description (used in variant names)."""
@@ -237,8 +251,8 @@ def _quantize_choice(value: Any) -> Any:
 QuantizeChoice = Annotated[QuantizeSpec, BeforeValidator(_quantize_choice)]
 
 
-class VariantsSpec(Spec):
-    """The variant grid, applied in this order: retrain, prune (+fine-tune), sparsify, fold_bn, export, quantize.
+class VariantsGrid(Spec):
+    """One variant grid, applied in this order: retrain, prune (+fine-tune), sparsify, fold_bn, export, quantize.
 
     retrain: see RetrainSpec (not an axis)
     prune, sparsify, distill: see their sections
@@ -258,6 +272,24 @@ class VariantsSpec(Spec):
     opset: int = Field(17, ge=11, le=23)
     quantize: Annotated[list[QuantizeChoice], BeforeValidator(_as_list)] = [QUANTIZE_PRESETS["none"]]
     calibration_samples: int = Field(128, gt=0)
+
+
+class VariantsSpec(VariantsGrid):
+    """The recipe's variants: a grid (see VariantsGrid), plus further grids in `include`.
+
+    include: a list of grids whose variants are added to this one's (duplicates merged). Each entry
+        is this section with the sections the entry names replaced whole: `{sparsify: {ratio: 0.5}}`
+        is this grid with that sparsify axis, `{prune: {method: taylor, ratio: 0.5}}` replaces the
+        whole prune section (keys it leaves out take their defaults, not this section's values).
+    """
+
+    include: list[VariantsGrid] = Field(default_factory=list)
+
+    def grids(self) -> list[VariantsGrid]:
+        """This grid, then one grid per `include` entry (this grid with the entry's sections replaced)."""
+        main = VariantsGrid(**{name: getattr(self, name) for name in VariantsGrid.model_fields})
+        return [main] + [main.model_copy(update={name: getattr(entry, name) for name in entry.model_fields_set})
+                         for entry in self.include]
 
 
 class WarmupGate(Spec):
@@ -343,20 +375,25 @@ class Recipe(Spec):
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
 
 
-# Sections that need a torch model: refused for `model: {onnx: ...}` (key path, what is wrong).
+# Sections of a variant grid that need a torch model: refused for `model: {onnx: ...}`.
 TORCH_ONLY = {
-    ("variants", "retrain"): lambda v: v.retrain is not None,
-    ("variants", "prune"): lambda v: any(r > 0 for r in v.prune.ratio),
-    ("variants", "sparsify"): lambda v: any(r > 0 for r in v.sparsify.ratio),
-    ("variants", "distill"): lambda v: v.distill is not None,
-    ("variants", "fold_bn"): lambda v: any(v.fold_bn),
+    "retrain": lambda v: v.retrain is not None,
+    "prune": lambda v: any(r > 0 for r in v.prune.ratio),
+    "sparsify": lambda v: any(r > 0 for r in v.sparsify.ratio),
+    "distill": lambda v: v.distill is not None,
+    "fold_bn": lambda v: any(v.fold_bn),
 }
 
 
-def onnx_source_conflicts(recipe: Recipe) -> list[tuple[tuple[str, ...], str]]:
+def onnx_source_conflicts(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
     """Sections an ONNX-file model cannot take, as (key path, message) pairs."""
     if recipe.model.onnx is None:
         return []
-    return [(path, f"needs a torch model, but model is the ONNX file {recipe.model.onnx}; with an ONNX "
-                   "source only quantize, input_size and opset apply")
-            for path, used in TORCH_ONLY.items() if used(recipe.variants)]
+    message = (f"needs a torch model, but model is the ONNX file {recipe.model.onnx}; with an ONNX "
+               "source only quantize, input_size and opset apply")
+    places: list[tuple[tuple[str | int, ...], VariantsGrid, set[str]]] = [
+        (("variants",), recipe.variants, set(TORCH_ONLY))]
+    places += [(("variants", "include", index), entry, entry.model_fields_set)
+               for index, entry in enumerate(recipe.variants.include)]
+    return [((*where, section), message) for where, grid, sections in places
+            for section, used in TORCH_ONLY.items() if section in sections and used(grid)]
