@@ -34,6 +34,8 @@ def sweep(
     resume: Annotated[bool, typer.Option(help="Run only jobs without an ok result yet (the default).")] = False,
     force: Annotated[bool, typer.Option(help="Run every job, even those already measured.")] = False,
     lock: Annotated[str, typer.Option(help="A board locked by another sweep: `wait` for it or `fail`.")] = "wait",
+    repeat: Annotated[int | None, typer.Option(
+        min=1, help="Measure every job N times, each kept [default: the recipe's benchmark.repeat].")] = None,
 ) -> None:
     """Build every variant of RECIPE, benchmark each on the devices, record every result."""
     from orchestrator.artifacts import ArtifactStore
@@ -48,6 +50,8 @@ def sweep(
     if (resume and force) or lock not in ("wait", "fail"):
         raise UserError("--resume and --force exclude each other" if resume and force else "--lock is wait or fail")
     loaded = load_recipe(recipe)
+    if repeat is not None:
+        loaded = loaded.with_repeat(repeat)
     boards = load_inventory(inventory or default_inventory_path())
     targets = resolve_devices(devices, boards)
     options = SweepOptions(skip_done=not force, ssh=default_settings(boards), wait_for_lock=lock == "wait")

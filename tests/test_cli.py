@@ -103,3 +103,16 @@ def test_ctrl_c_keeps_every_result_already_measured(tmp_path: Path, built_tiny):
         statuses = [row[0] for row in db.execute("SELECT status FROM results")]
         assert len(statuses) >= 2 and set(statuses) == {"ok"}  # the killed job left no bogus row
         assert db.execute("SELECT status FROM sweeps").fetchall() == [("interrupted",)]
+
+
+@pytest.mark.slow
+def test_repeat_measures_every_job_n_times(tmp_path: Path, built_tiny):
+    recipe = tmp_path / "one.yaml"
+    recipe.write_text(TINY_RECIPE.replace("ratio: [0, 0.5], finetune_epochs: [0, 1]", "ratio: 0, finetune_epochs: 0")
+                      .replace("quantize: [none, int8_static]", "quantize: none"))
+    env = run_env(tmp_path)
+    env["ORCH_ARTIFACTS"] = str(built_tiny[2].root)
+    done = orch("sweep", str(recipe), "--repeat", "3", env=env)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        assert db.execute("SELECT count(*) FROM results WHERE status = 'ok'").fetchone() == (3,)

@@ -29,6 +29,13 @@ class LoadedRecipe(BaseModel):
         """A RecipeError naming this recipe's file, the line of `loc`, and the key."""
         return _located(self.path, self._yaml, list(loc), message)
 
+    def with_repeat(self, repeat: int) -> LoadedRecipe:
+        """This recipe with every job measured `repeat` times (the --repeat flag)."""
+        benchmark = self.recipe.benchmark.model_copy(update={"repeat": repeat})
+        copy = self.model_copy(update={"recipe": self.recipe.model_copy(update={"benchmark": benchmark})})
+        copy._yaml = self._yaml
+        return copy
+
     def resolve(self, path: str) -> Path:
         """A path written in the recipe: `~` and $VARIABLES expanded, relative to the recipe's folder."""
         expanded = Path(os.path.expandvars(os.path.expanduser(path)))
