@@ -88,7 +88,7 @@ def _tiny_model() -> bytes:
     return bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
 
 def ssh_overhead(folder: Path) -> Iterator[tuple[str, float, str]]:
-    from tests.sshd import Fleet, sshd_available
+    from tests.support.sshd import Fleet, sshd_available
 
     if not sshd_available():
         print("(skipped: the SSH figure needs root and OpenSSH's sshd)")

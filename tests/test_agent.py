@@ -13,7 +13,7 @@ import pytest
 from agent.bench import nearest_rank, run_gated, summarize
 from agent.spec import EvaluationSpec, Gate, InputSpec, JobSpec, SpecError
 from orchestrator.fleet.local import LocalTransport
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def _spec(variant, evaluation=None, **measure) -> JobSpec:

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.artifacts import ArtifactStore, npz_bytes, sha256_bytes
 from orchestrator.build.pipeline import Builder
 from orchestrator.recipes import load_recipe
-from tests.conftest import TINY_RECIPE
+from tests.support import TINY_RECIPE
 
 pytestmark = pytest.mark.slow
 

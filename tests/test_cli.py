@@ -10,11 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ORCH, TINY_RECIPE, run_env
-
-
-def orch(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([ORCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
+from tests.support import ORCH, TINY_RECIPE, orch, run_env
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -27,7 +27,7 @@ from orchestrator.errors import BuildError, RecipeError
 from orchestrator.models import MODELS
 from orchestrator.recipes import expand, load_recipe
 from orchestrator.results.db import open_database
-from tests.conftest import REPO
+from tests.support import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -359,7 +359,7 @@ def test_quickstart_half_pruned_and_fine_tuned_stays_within_two_points_and_int8_
 
 
 def test_tiny_yolov2_half_pruned_cuts_macs_and_size_and_keeps_its_head(tmp_path: Path):
-    from tests.datasets_fixtures import VocBox, write_voc
+    from tests.support.datasets import VocBox, write_voc
 
     write_voc(tmp_path / "voc", objects={f"{index:06d}": [VocBox("person", 5, 5, 30, 40)] for index in range(1, 9)})
     recipe = tmp_path / "yolo.yaml"
@@ -379,7 +379,7 @@ def test_tiny_yolov2_half_pruned_cuts_macs_and_size_and_keeps_its_head(tmp_path:
 def test_a_tiny_yolov2_person_head_retrains_prunes_iteratively_and_is_scored_by_voc_ap(tmp_path: Path):
     """The detection study's chain on a fixture: retrain the head, prune in 2 rounds fine-tuning with the
     region loss, fold, int8; every variant and every round scored by VOC AP@0.5 of person."""
-    from tests.datasets_fixtures import write_voc
+    from tests.support.datasets import write_voc
 
     write_voc(tmp_path / "voc", ids=[f"{index:06d}" for index in range(1, 17)])
     recipe = tmp_path / "yolo.yaml"

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from orchestrator.datasets import DATASETS, Splits, cifar10, image_folder, voc
 from orchestrator.errors import DatasetError, RecipeError
 from orchestrator.recipes import load_recipe
-from tests.conftest import TINY_RECIPE
-from tests.datasets_fixtures import VocBox, cifar_rows, write_cifar10, write_cifar_batch, write_image_folder, write_voc
+from tests.support import TINY_RECIPE
+from tests.support.datasets import VocBox, cifar_rows, write_cifar10, write_cifar_batch, write_image_folder, write_voc
 
 
 def test_every_data_set_is_registered():

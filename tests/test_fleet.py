@@ -19,36 +19,17 @@ from typing import Any
 
 import pytest
 
-from orchestrator.artifacts import ArtifactStore
-from orchestrator.fleet.devices import resolve_devices
-from orchestrator.fleet.inventory import load_inventory
-from orchestrator.fleet.scheduler import BoardState, RetryPolicy
+from orchestrator.fleet.scheduler import BoardState
 from orchestrator.fleet.transport import SshTransport
-from orchestrator.recipes import load_recipe
-from orchestrator.results.db import open_database
-from orchestrator.sweep import NullObserver, SweepOptions, SweepReport, run_sweep
-from tests.conftest import ORCH, TINY_RECIPE, run_env
-from tests.sshd import Fleet, SshdBoard, descendants, sshd_available
+from orchestrator.sweep import NullObserver
+from tests.support import ORCH, orch, run_env
+from tests.support.fleet import QUICK_RETRY, recipe, rows, sweep
+from tests.support.sshd import Fleet, SshdBoard, descendants, sshd_available
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sshd_available(), reason="needs root and OpenSSH's sshd (.ci/run installs it)")]
 
 ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-QUICK_RETRY = RetryPolicy(attempts=2, backoff_s=0.2)
-
-
-def recipe(tmp_path: Path, measure_s: float = 0.05, threads: str = "[1]", name: str = "fast.yaml") -> Path:
-    """Two of the tiny recipe's variants (already built this session), with short gates."""
-    text = (TINY_RECIPE
-            .replace("finetune_epochs: [0, 1]", "finetune_epochs: [0]")
-            .replace("quantize: [none, int8_static]", "quantize: [none]")
-            .replace("warmup: {min_iters: 5, min_s: 0.05}", "warmup: {min_iters: 5, min_s: 0.01}")
-            .replace("measure: {min_iters: 80, min_s: 0.2, max_s: 10}",
-                     f"measure: {{min_iters: 64, min_s: {measure_s}, max_s: 10}}")
-            .replace("threads: [1]", f"threads: {threads}"))
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
@@ -58,28 +39,12 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     boards.stop()
 
 
-def sweep(fleet: Fleet, recipe_path: Path, store: ArtifactStore, db: Path, devices: str = "tag:sim",
-          observer: Any = None, **options: Any) -> SweepReport:
-    inventory = load_inventory(fleet.inventory)
-    return run_sweep(load_recipe(recipe_path), resolve_devices(devices, inventory), open_database(str(db)), store,
-                     observer=observer, options=SweepOptions(ssh=fleet.settings(), retry=QUICK_RETRY, **options))
-
-
-def rows(db: Path, query: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as connection:
-        return connection.execute(query).fetchall()
-
-
 def statuses_by_device(db: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for device, status in rows(db, "SELECT d.name, r.status FROM results r JOIN devices d ON d.id = r.device_id "
                                    "ORDER BY r.id"):
         found.setdefault(device, []).append(status)
     return found
-
-
-def orch(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([ORCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def test_three_boards_then_a_resweep_that_sends_no_bytes(tmp_path: Path, fleet: Fleet, built_tiny):

@@ -17,9 +17,9 @@ from rpyc.core.stream import SocketStream
 from agent.service import EXIT_BUSY
 from agent.spec import InputSpec, JobSpec
 from orchestrator.fleet.transport import CLIENT_CONFIG
-from tests.conftest import ORCH, REPO, run_env
-from tests.sshd import Fleet, sshd_available
-from tests.test_fleet import recipe, rows, sweep
+from tests.support import REPO, orch, run_env
+from tests.support.fleet import recipe, rows, sweep
+from tests.support.sshd import Fleet, sshd_available
 
 needs_sshd = pytest.mark.skipif(not sshd_available(), reason="needs root and OpenSSH's sshd (.ci/run installs it)")
 
@@ -29,10 +29,6 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     boards = Fleet(tmp_path / "fleet", ["127.0.0.2", "127.0.0.3"])
     yield boards
     boards.stop()
-
-
-def orch(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([ORCH, *args], capture_output=True, text=True, env=env, input=stdin, timeout=300)
 
 
 def fingerprint_of(public_key: Path) -> str:

@@ -26,7 +26,7 @@ from orchestrator.fleet.scheduler import (
     transition,
 )
 from orchestrator.fleet.simulated import SimulatedTransport
-from tests.conftest import ORCH, run_env
+from tests.support import ORCH, run_env
 
 EXAMPLE = """\
 devices:

@@ -16,7 +16,7 @@ from agent.spec import BoardSpec, Gate, InputSpec, JobSpec, ThermalGate
 from orchestrator.fleet.local import LocalTransport
 from orchestrator.results.db import open_database
 from orchestrator.results.store import ResultsStore
-from tests.fakes import boards, scripts
+from tests.support.fakes import boards, scripts
 
 pytestmark = pytest.mark.slow
 

@@ -37,22 +37,12 @@ from agent.power.base import Meter, now_ns, register
 from agent.power.energy import counter_window, power_window
 from agent.power.i2c import swap16, to_signed16
 from agent.power.sampler import summarize
-from tests.fakes import boards, scripts, tegrastats_lines
-from tests.fakes.i2c import FakeIna219, FakeIna260
-from tests.fakes.meters import FunctionMeter
-from tests.fakes.serial_pty import PtyMeter, sp2_line, sp3_line
+from tests.support.fakes import boards, scripts, tegrastats_lines
+from tests.support.fakes.i2c import FakeIna219, FakeIna260
+from tests.support.fakes.meters import FunctionMeter
+from tests.support.fakes.serial_pty import PtyMeter, sp2_line, sp3_line
 
 HELPER_MODULES = {"base", "sysfs", "stream", "i2c", "serialport", "energy", "sampler"}
-
-
-@pytest.fixture
-def board(tmp_path: Path):
-    """board(name) builds that fake board under tmp_path and returns its root as a string."""
-    def build(name: str) -> str:
-        root = tmp_path / name
-        root.mkdir()
-        return str(boards.BOARDS[name](root))
-    return build
 
 
 # --- the registry -----------------------------------------------------------------------------------------------

@@ -20,11 +20,7 @@ from orchestrator.results.readonly import open_readonly, run_query
 from orchestrator.results.samples import decode_samples
 from orchestrator.results.store import ResultsStore
 from orchestrator.results.synthetic import SyntheticLab
-from tests.conftest import ORCH, run_env
-
-
-def orch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([ORCH, *args], capture_output=True, text=True, env=env, timeout=300)
+from tests.support import orch, run_env
 
 
 def one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -7,7 +7,7 @@ import pytest
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.build.pipeline import Builder
 from orchestrator.recipes import load_recipe
-from tests.conftest import REPO
+from tests.support import REPO
 
 pytestmark = pytest.mark.slow
 

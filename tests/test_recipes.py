@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.errors import RecipeError
 from orchestrator.recipes import expand, load_recipe
-from tests.conftest import REPO, TINY_RECIPE
+from tests.support import REPO, TINY_RECIPE
 
 
 def test_quickstart_expands_to_sixteen_named_variants():

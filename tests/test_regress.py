@@ -4,7 +4,6 @@ and `orch nightly` as a user runs them."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,9 @@ from orchestrator.results.readonly import open_readonly, run_query
 from orchestrator.results.regress import regress
 from orchestrator.results.store import ResultsStore
 from orchestrator.results.synthetic import Step, SyntheticLab
-from tests.conftest import ORCH, run_env
+from tests.support import orch, run_env
 
 NO_COOLDOWN = RegressConfig(cooldown_s=0)
-
-
-def orch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([ORCH, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def _lab(tmp_path: Path, steps: tuple[Step, ...] = (), **kwargs) -> tuple[SyntheticLab, ResultsStore]:

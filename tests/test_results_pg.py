@@ -13,22 +13,22 @@ from orchestrator.results.readonly import open_readonly, run_query
 from orchestrator.results.regress import regress
 from orchestrator.results.store import ResultsStore
 from orchestrator.results.synthetic import Step, SyntheticLab
-from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
-from tests.test_results_db import (
+from tests.support.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from tests.support.results import (
     SPEC,
-    _full_result,
-    _store_with_variants,
     check_upgraded_0001,
     create_0001_database,
+    full_result,
+    store_with_variants,
 )
 
 
 def test_round_trip_views_and_quantile(postgres_url):  # noqa: F811
     engine = open_database(postgres_url)
-    store, sweep, device = _store_with_variants(engine, ("a" * 64, "fast", {"prune_ratio": 0.0}),
+    store, sweep, device = store_with_variants(engine, ("a" * 64, "fast", {"prune_ratio": 0.0}),
                                                 ("b" * 64, "slow", {"prune_ratio": 0.5}))
-    store.record_result(sweep, device, "a" * 64, SPEC, _full_result(1.0, 0.90, 3.0))
-    store.record_result(sweep, device, "b" * 64, SPEC, _full_result(2.0, 0.80, 4.0))  # dominated on both
+    store.record_result(sweep, device, "a" * 64, SPEC, full_result(1.0, 0.90, 3.0))
+    store.record_result(sweep, device, "b" * 64, SPEC, full_result(2.0, 0.80, 4.0))  # dominated on both
     with engine.connect() as connection:
         latest = connection.execute(text("SELECT variant, p50_ms, throttled FROM latest_results "
                                           "ORDER BY variant")).all()
@@ -46,8 +46,8 @@ def test_round_trip_views_and_quantile(postgres_url):  # noqa: F811
 
 def test_queries_are_read_only(postgres_url):  # noqa: F811
     engine = open_database(postgres_url)
-    store, sweep, device = _store_with_variants(engine, ("a" * 64, "fast", {}))
-    store.record_result(sweep, device, "a" * 64, SPEC, _full_result())
+    store, sweep, device = store_with_variants(engine, ("a" * 64, "fast", {}))
+    store.record_result(sweep, device, "a" * 64, SPEC, full_result())
     readonly = open_readonly(postgres_url)
     for sql in ("DELETE FROM results", "SELECT 1; DELETE FROM results", "COMMIT; DELETE FROM results",
                 "SET TRANSACTION READ WRITE", "DO $$ BEGIN DELETE FROM results; END $$",

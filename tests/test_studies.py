@@ -19,8 +19,8 @@ from orchestrator.models.darknet import save_darknet
 from orchestrator.recipes import expand, load_recipe
 from orchestrator.results.db import open_database
 from orchestrator.results.queries import result_rows  # noqa: F401  (the database module is importable)
-from tests.conftest import ORCH, REPO, run_env
-from tests.datasets_fixtures import write_cifar10, write_image_folder
+from tests.support import ORCH, REPO, run_env
+from tests.support.datasets import write_cifar10, write_image_folder
 
 EXAMPLES = sorted((REPO / "recipes").glob("*.yaml"))
 
@@ -112,7 +112,7 @@ def test_an_onnx_source_is_resized_and_quantized(tmp_path: Path):
 @pytest.mark.slow
 def test_tiny_yolov2_starts_from_darknet_weights(tmp_path: Path):
     """A 20-class model saved as .weights, loaded by a recipe with epochs 0, exports the same function."""
-    from tests.datasets_fixtures import write_voc
+    from tests.support.datasets import write_voc
 
     torch.manual_seed(0)
     source = MODELS.get("tiny_yolov2")(num_classes=20, in_channels=3).eval()

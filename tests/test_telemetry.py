@@ -9,17 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent import __version__, telemetry
-from tests.fakes import boards, scripts
-
-
-@pytest.fixture
-def board(tmp_path: Path):
-    """board(name) builds that fake board under tmp_path and returns its root as a string."""
-    def build(name: str) -> str:
-        root = tmp_path / name
-        root.mkdir()
-        return str(boards.BOARDS[name](root))
-    return build
+from tests.support.fakes import boards, scripts
 
 
 @pytest.mark.parametrize("name, model, soc", [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.fakes import scripts, tegrastats_lines
+from tests.support.fakes import scripts, tegrastats_lines
 
 RPI_THROTTLED = "throttled=0x50005\n"
 # Pi 5 `vcgencmd pmic_read_adc`: the reference's three lines, in its format, plus BATT_V (voltage only).
