@@ -7,66 +7,122 @@ sampler and the integration are the real code.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pkgutil
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-import agent.power
-from agent.power import (
-    METERS,
-    MeterError,
-    PowerSampler,
-    create,
-    detect,
-    ina219,
-    ina260,
-    rapl,
-    rpi_pmic,
-    smartpower2,
-    smartpower3,
-    tegrastats,
-)
-from agent.power.base import Meter, now_ns, register
+import agent.power.meters
+from agent.power import METERS, MeterError, PowerSampler, create, detect, spec_problem
+from agent.power.base import METER_MODULES, Meter, meter_class, now_ns, register
 from agent.power.energy import counter_window, power_window
 from agent.power.i2c import swap16, to_signed16
+from agent.power.meters import ina219, ina260, rapl, rpi_pmic, smartpower2, smartpower3, tegrastats
 from agent.power.sampler import summarize
 from tests.support.fakes import boards, scripts, tegrastats_lines
 from tests.support.fakes.i2c import FakeIna219, FakeIna260
 from tests.support.fakes.meters import FunctionMeter
 from tests.support.fakes.serial_pty import PtyMeter, sp2_line, sp3_line
 
-HELPER_MODULES = {"base", "sysfs", "stream", "i2c", "serialport", "energy", "sampler"}
-
-
 # --- the registry -----------------------------------------------------------------------------------------------
 
 def test_every_backend_module_registers_one_meter():
-    modules = {m.name for m in pkgutil.iter_modules(agent.power.__path__)} - HELPER_MODULES
-    registered = {cls.__module__.rsplit(".", 1)[1] for cls in METERS.values()}
-    assert modules == registered
-    for name, cls in METERS.items():
+    files = {m.name for m in pkgutil.iter_modules(agent.power.meters.__path__)}
+    assert {name: f"agent.power.meters.{name}" for name in files} == METER_MODULES
+    assert METERS.names() == sorted(files)
+    meters = METERS.load_all()
+    for module in METER_MODULES.values():
+        assert [cls for cls in meters.values() if cls.__module__ == module] == [meters[module.rsplit(".", 1)[1]]]
+    for name, cls in meters.items():
         assert cls.name == name and cls.kind in ("power", "energy", "none")
+
+
+def test_importing_the_package_imports_no_meter_and_nothing_optional():
+    code = ("import json, sys, agent.power; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('agent.power.meters.', 'numpy', "
+            "'onnxruntime', 'serial', 'smbus2')))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert json.loads(done.stdout) == []
+
+
+def test_detect_imports_only_the_meters_it_probes(board):
+    code = ("import json, sys, agent.power; agent.power.detect(sys.argv[1]); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('agent.power.meters.'))))")
+    done = subprocess.run([sys.executable, "-c", code, board("raspberry_pi5")], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[1])
+    # tegrastats takes two constants from ina3221; rapl, after rpi_pmic in the order, is never reached.
+    assert json.loads(done.stdout) == ["agent.power.meters.ina3221", "agent.power.meters.rpi_pmic",
+                                       "agent.power.meters.tegrastats"]
 
 
 def test_the_registry_refuses_duplicates_unknown_types_and_unknown_options():
     class Again(Meter):
         name = "ina3221"
 
+    class Nameless(Meter):
+        pass
+
+    class Odd(Meter):
+        name = "odd"
+        kind = "voltage"
+
     with pytest.raises(ValueError, match="registered twice"):
         register(Again)
+    with pytest.raises(ValueError, match="has no name"):
+        register(Nameless)
+    with pytest.raises(ValueError, match="has kind 'voltage'"):
+        register(Odd)
+    assert "odd" not in METERS
+    with pytest.raises(MeterError, match="unknown power meter type 'auto'; known: command, estimate, "):
+        meter_class("auto")
     with pytest.raises(MeterError, match="unknown power meter type 'wattmeter'"):
         create({"type": "wattmeter"})
     with pytest.raises(MeterError, match=r"unknown option\(s\) \['baudrate'\]"):
         create({"type": "smartpower3", "baudrate": 9600})
     with pytest.raises(MeterError, match="needs a 'type'"):
         create({"port": "/dev/ttyUSB0"})
+    with pytest.raises(MeterError, match=r"'auto' takes no options, got \['port'\]"):
+        create({"type": "auto", "port": "/dev/ttyUSB0"})
+
+
+@pytest.mark.parametrize("spec", [{"type": "ina3221"}, {"type": "smartpower3", "port": "/dev/ttyUSB0"},
+                                  {"type": "auto"}, {"type": "ina219", "address": 0x41, "shunt_ohm": 0.01}])
+def test_a_usable_spec_has_no_problem(spec):
+    assert spec_problem(spec) is None
+
+
+@pytest.mark.parametrize("spec, problem", [
+    ({"type": "wattmeter"}, "unknown power meter type 'wattmeter'; known: auto, command, estimate, hwmon, "),
+    ({"type": "smartpower3", "baudrate": 9600},
+     "power meter 'smartpower3': unknown option(s) ['baudrate']; it takes ['port', 'baud', 'channel', "),
+    ({"type": "auto", "port": "/dev/ttyUSB0"}, "power meter 'auto' takes no options, got ['port']"),
+    ({"port": "/dev/ttyUSB0"}, "a power meter spec needs a 'type' key, got {'port': '/dev/ttyUSB0'}"),
+    ("ina3221", "a power meter spec needs a 'type' key, got 'ina3221'"),
+    (["ina3221"], "a power meter spec needs a 'type' key, got ['ina3221']"),
+    ({"type": 3221}, "a power meter spec's 'type' must be a string, got 3221"),
+])
+def test_spec_problem_names_the_bad_type_or_option_in_one_line(spec, problem):
+    found = spec_problem(spec)
+    assert found is not None and found.startswith(problem) and "\n" not in found
+    with pytest.raises(MeterError) as raised:
+        create(spec)
+    assert str(raised.value) == found
+
+
+def test_spec_problem_opens_no_hardware():
+    # A port that does not exist: checking the spec must not try it (opening it fails, see below).
+    assert spec_problem({"type": "smartpower3", "port": "/dev/ttyNOPE"}) is None
+    assert spec_problem({"type": "ina260", "bus": 99}) is None
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -269,9 +325,9 @@ def test_i2c_words_are_byte_swapped_and_signed():
 
 
 def test_ina219_register_decoding():
-    assert ina219.shunt_voltage_v(0x0FA0) == pytest.approx(0.040)      # 4000 x 10 µV
-    assert ina219.shunt_voltage_v(0x8300) == pytest.approx(-0.320)     # -32000 x 10 µV: the PGA /8 floor
-    assert ina219.bus_voltage_v(0x5DC2) == pytest.approx(12.0)         # 3000 << 3, CNVR set: 3000 x 4 mV
+    assert ina219.SHUNT_VOLTAGE.value(0x0FA0) == pytest.approx(0.040)  # 4000 x 10 µV
+    assert ina219.SHUNT_VOLTAGE.value(0x8300) == pytest.approx(-0.320)  # -32000 x 10 µV: the PGA /8 floor
+    assert ina219.BUS_VOLTAGE.value(0x5DC2) == pytest.approx(12.0)     # 3000 << 3, CNVR set: 3000 x 4 mV
     assert ina219.overflowed(0x5DC3) and not ina219.overflowed(0x5DC2)
     assert ina219.current_a(0x0800, 1e-4) == pytest.approx(0.2048)
     assert ina219.current_a(0xF800, 1e-4) == pytest.approx(-0.2048)
@@ -293,10 +349,10 @@ def test_ina219_meter_calibrates_then_reads_power():
 
 
 def test_ina260_register_decoding_and_meter():
-    assert ina260.current_a(0x0320) == pytest.approx(1.0)   # 800 x 1.25 mA
-    assert ina260.current_a(0xFCE0) == pytest.approx(-1.0)
-    assert ina260.bus_voltage_v(0x2580) == pytest.approx(12.0)  # 9600 x 1.25 mV
-    assert ina260.power_w(1200) == pytest.approx(12.0)  # 10 mW per bit
+    assert ina260.CURRENT.value(0x0320) == pytest.approx(1.0)   # 800 x 1.25 mA
+    assert ina260.CURRENT.value(0xFCE0) == pytest.approx(-1.0)
+    assert ina260.BUS_VOLTAGE.value(0x2580) == pytest.approx(12.0)  # 9600 x 1.25 mV
+    assert ina260.POWER.value(1200) == pytest.approx(12.0)  # 10 mW per bit
     with create({"type": "ina260", "bus_factory": lambda n: FakeIna260(12.0, 0.5)}) as meter:
         assert meter.sample()[1] == pytest.approx(6.0)
     with pytest.raises(MeterError, match="is not an INA260"):

@@ -1,10 +1,14 @@
-"""Power and energy meters: one module per meter, all with the same small contract.
+"""Power and energy meters: one module per meter (agent/power/meters/), all with the same small contract.
 
 The contract (agent/power/base.py): a class with `open()`, `close()`, and either
 `sample() -> (monotonic_ns, watts)` (kind "power") or `read_energy_j() ->
 (monotonic_ns, joules)` (kind "energy"), plus `name`, `kind`, `method`,
-`nominal_rate_hz`. The registry finds meters by name and refuses duplicates.
+`nominal_rate_hz`. The registry (`METERS`) finds meters by name, imports a meter's
+module only when that meter is first used, and refuses duplicates. The helpers the
+meters share (sysfs, stream, i2c, serialport, hwmon_devices) and the sampler with its
+integration (sampler, energy) stay here, beside the meters.
 
+    spec_problem({"type": "ina3221"})            # None; else one line saying why the spec cannot be used
     meter = create({"type": "ina3221"})          # or {"type": "auto"}, {"type": "smartpower3", "port": ...}
     sampler = PowerSampler(meter, idle_s=3.0)    # agent/power/sampler.py
 
@@ -24,50 +28,38 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-# Importing a backend registers it; this list is every meter orch has.
-from agent.power import (  # noqa: F401
-    command,
-    estimate,
-    hwmon,
-    hwmon_energy,
-    ina219,
-    ina260,
-    ina3221,
-    none,
-    rapl,
-    rpi_pmic,
-    smartpower2,
-    smartpower3,
-    tegrastats,
-)
-from agent.power.base import METERS, Meter, MeterError, build
+# Importing this package imports no meter: the registry imports each on first use.
+from agent.power.base import AUTO, METERS, Meter, MeterError, build, meter_class, spec_problem
 from agent.power.sampler import PowerSampler, empty_result
 
 AUTO_ORDER = ("ina3221", "tegrastats", "rpi_pmic", "rapl")
 
 __all__ = ["AUTO_ORDER", "METERS", "Meter", "MeterError", "PowerSampler", "create", "detect", "empty_result",
-           "names"]
+           "names", "spec_problem"]
 
 
 def names() -> List[str]:
-    """Every registered meter type."""
-    return sorted(METERS)
+    """Every registered meter type (no meter module is imported)."""
+    return METERS.names()
 
 
 def detect(root: str = "/") -> Dict[str, Any]:
     """The meter spec `auto` resolves to on the board whose filesystem is at `root` (see the module docstring)."""
     for name in AUTO_ORDER:
-        spec = METERS[name].probe(root)
+        spec = meter_class(name).probe(root)
         if spec is not None:
             return spec
     return {"type": "none"}
 
 
 def create(spec: Dict[str, Any], root: str = "/") -> Meter:
-    """A meter from a spec dict like {"type": "ina3221", ...options}; {"type": "auto"} detects one."""
-    if isinstance(spec, dict) and spec.get("type") == "auto":
-        extra = sorted(set(spec) - {"type"})
-        if extra:
-            raise MeterError(f"power meter 'auto' takes no options, got {extra}")
+    """A meter from a spec dict like {"type": "ina3221", ...options}; {"type": "auto"} detects one.
+
+    MeterError carries `spec_problem(spec)` when the spec cannot be used.
+    """
+    problem = spec_problem(spec)
+    if problem is not None:
+        raise MeterError(problem)
+    if spec["type"] == AUTO:
         spec = detect(root)
     return build(spec, root)

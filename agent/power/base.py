@@ -1,6 +1,6 @@
 """The meter contract every backend follows, the registry of meter types, and their error.
 
-A meter is one small class per file (agent/power/<meter>.py). Its attributes:
+A meter is one small class per file (agent/power/meters/<meter>.py). Its attributes:
 
   name             the registry key, the `type` of a meter spec ("ina3221", "rapl", ...)
   kind             "power": `sample()` gives instantaneous watts;
@@ -16,13 +16,19 @@ A meter is one small class per file (agent/power/<meter>.py). Its attributes:
 Every meter takes `root` (the filesystem root its sysfs paths hang from, so tests
 can point it at a fake tree) and its own keyword options. Meters are not
 thread-safe: the sampler serializes every call.
+
+The registry (`METERS`) knows every meter by name from `METER_MODULES` and imports
+a meter's module only when that meter is first asked for.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
+
+from agent.registry import Registry, UnknownName
 
 # The one clock of every power sample and of the timed window's edges.
 now_ns: Callable[[], int] = time.monotonic_ns
@@ -77,27 +83,37 @@ class Meter:
 
 M = TypeVar("M", bound=Type[Meter])
 
-METERS: Dict[str, Type[Meter]] = {}
+# Every meter orch has: its name, the `type` of a spec, and the module defining it.
+METER_MODULES: Dict[str, str] = {name: f"agent.power.meters.{name}" for name in (
+    "command", "estimate", "hwmon", "hwmon_energy", "ina219", "ina260", "ina3221", "none", "rapl", "rpi_pmic",
+    "smartpower2", "smartpower3", "tegrastats")}
+
+METERS: Registry[Type[Meter]] = Registry("power meter", modules=METER_MODULES)
+
+# The spec type that picks a meter by probing the board (agent.power.detect); it takes no options.
+AUTO = "auto"
 
 
 def register(cls: M) -> M:
     """Class decorator: add a meter type to the registry under its `name`; duplicates are refused."""
     if not cls.name:
         raise ValueError(f"meter class {cls.__name__} has no name")
-    if cls.name in METERS:
-        raise ValueError(f"meter {cls.name!r} is registered twice ({METERS[cls.name].__name__}, {cls.__name__})")
     if cls.kind not in KINDS:
         raise ValueError(f"meter {cls.name!r} has kind {cls.kind!r}, not one of {KINDS}")
-    METERS[cls.name] = cls
+    home = METER_MODULES.get(cls.name)
+    if home is not None and cls.__module__ != home:
+        # Load the real meter first, so a second class of its name is refused whatever the import order.
+        METERS.get(cls.name)
+    METERS.register(cls.name)(cls)
     return cls
 
 
 def meter_class(name: str) -> Type[Meter]:
-    """The meter type called `name`; MeterError lists the known names."""
+    """The meter type called `name` (its module imported on first use); MeterError lists the known names."""
     try:
-        return METERS[name]
-    except KeyError:
-        raise MeterError(f"unknown power meter type {name!r}; known: {', '.join(sorted(METERS))}") from None
+        return METERS.get(name)
+    except UnknownName:
+        raise MeterError(f"unknown power meter type {name!r}; known: {', '.join(METERS.names())}") from None
 
 
 def option_names(cls: Type[Meter]) -> List[str]:
@@ -106,14 +122,35 @@ def option_names(cls: Type[Meter]) -> List[str]:
     return [p for p in parameters if p not in ("self", "root")]
 
 
-def build(spec: Dict[str, Any], root: str = "/") -> Meter:
-    """A meter from a spec dict {"type": name, **options}; unknown options are refused by name."""
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise MeterError(f"a power meter spec needs a 'type' key, got {spec!r}")
-    cls = meter_class(str(spec["type"]))
-    options = {k: v for k, v in spec.items() if k != "type"}
+def spec_problem(spec: Any) -> Optional[str]:
+    """Why a meter spec like {"type": "ina3221", ...options} cannot be used, in one line; None when it can.
+
+    Checks the type and the option names only (the meter's module is imported, no hardware is opened).
+    """
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        return f"a power meter spec needs a 'type' key, got {spec!r}"
+    name = spec["type"]
+    if not isinstance(name, str):
+        return f"a power meter spec's 'type' must be a string, got {name!r}"
+    options = sorted((key for key in spec if key != "type"), key=str)
+    if name == AUTO:
+        return f"power meter {AUTO!r} takes no options, got {options}" if options else None
+    if name not in METERS:
+        return f"unknown power meter type {name!r}; known: {', '.join([AUTO, *METERS.names()])}"
+    cls = meter_class(name)
     known = option_names(cls)
-    unknown = sorted(set(options) - set(known))
+    unknown = [key for key in options if key not in known]
     if unknown:
-        raise MeterError(f"power meter {cls.name!r}: unknown option(s) {unknown}; it takes {known}")
-    return cls(root=root, **options)
+        return f"power meter {cls.name!r}: unknown option(s) {unknown}; it takes {known}"
+    return None
+
+
+def build(spec: Dict[str, Any], root: str = "/") -> Meter:
+    """A meter from a spec dict {"type": name, **options} naming a meter (not auto); MeterError says what is wrong."""
+    problem = spec_problem(spec)
+    if problem is None and spec["type"] == AUTO:
+        problem = f"power meter {AUTO!r} is resolved by agent.power.create(), not built"
+    if problem is not None:
+        raise MeterError(problem)
+    cls = meter_class(spec["type"])
+    return cls(root=root, **{k: v for k, v in spec.items() if k != "type"})

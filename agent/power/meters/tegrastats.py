@@ -12,7 +12,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from agent.power.base import Meter, MeterError, register
-from agent.power.ina3221 import TOTAL_RAILS, UNCONNECTED
+from agent.power.meters.ina3221 import TOTAL_RAILS, UNCONNECTED
 from agent.power.stream import LineStream
 from agent.power.sysfs import find_command
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
-from agent.power.base import Meter, MeterError, register
-from agent.power.serialport import SerialLines
+from agent.power.base import MeterError, register
+from agent.power.serialport import SerialMeter
 
 FIELDS = ("ms_since_boot", "in_mV", "in_mA", "in_mW", "in_low", "ch0_mV", "ch0_mA", "ch0_mW", "ch0_on", "ch0_irq",
           "ch1_mV", "ch1_mA", "ch1_mW", "ch1_on", "ch1_irq", "checksum8", "xor8")
@@ -48,39 +48,26 @@ def parse_line(line: str) -> Optional[Dict[str, int]]:
 
 
 @register
-class SmartPower3Meter(Meter):
+class SmartPower3Meter(SerialMeter):
     """SmartPower3 (options: port, baud, channel = input|ch0|ch1, log_interval_ms as set on the device)."""
 
     name = "smartpower3"
     kind = "power"
-    pushes = True
+    # A run of bad lines longer than this means a wrong baud rate or device, not noise.
+    max_bad_lines = 20
+    silent_hint = "is logging enabled on the device?"
+    bad_lines = "failed their checks"
 
     def __init__(self, root: str = "/", port: str = "/dev/ttyUSB0", baud: int = 115200, channel: str = "ch0",
                  log_interval_ms: float = 100.0, timeout_s: float = 2.0) -> None:
-        super().__init__(root)
         if channel not in CHANNELS:
             raise MeterError(f"smartpower3 channel {channel!r} is not one of {sorted(CHANNELS)}")
+        rate_hz = 1000.0 / float(log_interval_ms)
+        super().__init__(root, port, baud, max(float(timeout_s), 3.0 / rate_hz))
         self.channel = channel
-        self.nominal_rate_hz = 1000.0 / float(log_interval_ms)
+        self.nominal_rate_hz = rate_hz
         self.method = f"smartpower3 {channel} ({COVERAGE[channel]})"
-        self.lines = SerialLines(port, int(baud), max(float(timeout_s), 3.0 / self.nominal_rate_hz))
 
-    def open(self) -> None:
-        self.lines.open()
-        self.sample()  # a port that says nothing, or only garbage, fails here and not in the timed window
-
-    def sample(self) -> Tuple[int, float]:
-        # A run of bad lines longer than this means a wrong baud rate or device, not noise.
-        for _ in range(20):
-            stamp, line = self.lines.next_line()
-            if line is None:
-                raise MeterError(f"smartpower3 on {self.lines.port} sent no line within {self.lines.timeout_s:g} s "
-                                 "(is logging enabled on the device?)")
-            values = parse_line(line)
-            if values is not None:
-                return stamp, values[CHANNELS[self.channel]] / 1e3
-            self.dropped_lines += 1
-        raise MeterError(f"smartpower3 on {self.lines.port}: 20 lines in a row failed their checks")
-
-    def close(self) -> None:
-        self.lines.close()
+    def watts_of(self, line: str) -> Optional[float]:
+        values = parse_line(line)
+        return None if values is None else values[CHANNELS[self.channel]] / 1e3

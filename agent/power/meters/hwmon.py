@@ -9,71 +9,27 @@ cannot be told from sysfs, so the user names the device.
 
 from __future__ import annotations
 
-import glob
 import os
-import re
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
-from agent.power.base import Meter, MeterError, now_ns, register
-from agent.power.sysfs import SysfsValue, read_text, rooted
-
-HWMON_DEVICES = "sys/class/hwmon/hwmon*"
-
-
-def hwmon_devices(root: str = "/") -> Dict[str, str]:
-    """Folder of every hwmon device by its `name` (a repeated name gets `#2`, `#3` ...)."""
-    devices: Dict[str, str] = {}
-    for folder in sorted(glob.glob(rooted(root, HWMON_DEVICES)), key=_numeric_suffix):
-        name = read_text(os.path.join(folder, "name")) or os.path.basename(folder)
-        key, count = name, 1
-        while key in devices:
-            count += 1
-            key = f"{name}#{count}"
-        devices[key] = folder
-    return devices
-
-
-def find_device(root: str, device: str) -> str:
-    """Folder of the hwmon device named `device` (a `name` value, or a hwmonN folder name)."""
-    devices = hwmon_devices(root)
-    if device in devices:
-        return devices[device]
-    for folder in devices.values():
-        if os.path.basename(folder) == device:
-            return folder
-    raise MeterError(f"no hwmon device {device!r} under {rooted(root, 'sys/class/hwmon')}; found {sorted(devices)}")
-
-
-def _numeric_suffix(path: str) -> Tuple[str, int]:
-    """Sort key putting hwmon10 after hwmon9 and power10_input after power9_input (the last number counts)."""
-    match = re.search(r"\d+(?=\D*$)", path)
-    return (path[: match.start()], int(match.group(0))) if match else (path, -1)
-
-
-def channels(folder: str, pattern: str) -> List[str]:
-    """Names like `power1_input` in `folder` matching a glob pattern, in numeric order."""
-    return sorted((os.path.basename(p) for p in glob.glob(os.path.join(folder, pattern))), key=_numeric_suffix)
+from agent.power.base import MeterError, now_ns, register
+from agent.power.hwmon_devices import HwmonDeviceMeter, channels
 
 
 @register
-class HwmonMeter(Meter):
+class HwmonMeter(HwmonDeviceMeter):
     """A named hwmon device's power (options: device, channel, voltage, current, rate_hz)."""
 
     name = "hwmon"
     kind = "power"
+    device_help = "the hwmon `name` (e.g. ina226) or folder (hwmon2)"
 
     def __init__(self, root: str = "/", device: str = "", channel: Optional[str] = None,
                  voltage: Optional[str] = None, current: Optional[str] = None, rate_hz: float = 20.0) -> None:
-        super().__init__(root)
-        if not device:
-            raise MeterError("hwmon meter needs `device`: the hwmon `name` (e.g. ina226) or folder (hwmon2)")
-        self.device = device
-        self.channel = channel
+        super().__init__(root, device, channel, rate_hz)
         self.voltage = voltage
         self.current = current
-        self.nominal_rate_hz = float(rate_hz)
         self.method = "hwmon"
-        self._files: List[SysfsValue] = []
         self._scale = 1.0
 
     def _pick(self, folder: str) -> Tuple[List[str], float, str]:
@@ -97,21 +53,15 @@ class HwmonMeter(Meter):
         raise MeterError(f"hwmon {self.device} ({folder}) has no power*_input, power*_average or in/curr pair")
 
     def open(self) -> None:
-        folder = find_device(self.root, self.device)
+        folder = self.device_folder()
         names, self._scale, words = self._pick(folder)
-        self._files = [SysfsValue(os.path.join(folder, n)) for n in names]
-        for value in self._files:
-            value.open()
+        self.open_files(folder, names)
         self.method = f"hwmon {self.device} {words} (coverage depends on the sensor's wiring)"
         self.sample()
 
     def sample(self) -> Tuple[int, float]:
         before = now_ns()
         product = 1.0
-        for value in self._files:
+        for value in self.files:
             product *= value.read_int()
         return (before + now_ns()) // 2, product * self._scale
-
-    def close(self) -> None:
-        for value in self._files:
-            value.close()

@@ -10,24 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
 
-from agent.power.base import Meter, MeterError, now_ns, register
-from agent.power.i2c import open_bus, read_register, to_signed16, write_register
+from agent.power.base import MeterError, register
+from agent.power.i2c import I2cMeter, Register
 
-SHUNT_VOLTAGE = 0x01
-BUS_VOLTAGE = 0x02
-POWER = 0x03
-CURRENT = 0x04
-CALIBRATION = 0x05
-
-
-def shunt_voltage_v(raw: int) -> float:
-    """Shunt voltage in volts from register 0x01."""
-    return to_signed16(raw) * 10e-6
-
-
-def bus_voltage_v(raw: int) -> float:
-    """Bus voltage in volts from register 0x02."""
-    return (raw >> 3) * 4e-3
+# Current and power bits are worth what the calibration makes them: given when read.
+SHUNT_VOLTAGE = Register(0x01, lsb=10e-6, signed=True)  # volts
+BUS_VOLTAGE = Register(0x02, lsb=4e-3, shift=3)  # volts; bit 0 the math overflow, bit 1 conversion ready
+POWER = Register(0x03)
+CURRENT = Register(0x04, signed=True)
+CALIBRATION = Register(0x05)
 
 
 def overflowed(bus_raw: int) -> bool:
@@ -37,12 +28,12 @@ def overflowed(bus_raw: int) -> bool:
 
 def current_a(raw: int, current_lsb_a: float) -> float:
     """Current in amperes from register 0x04."""
-    return to_signed16(raw) * current_lsb_a
+    return CURRENT.value(raw, current_lsb_a)
 
 
 def power_w(raw: int, current_lsb_a: float) -> float:
     """Power in watts from register 0x03."""
-    return raw * 20.0 * current_lsb_a
+    return POWER.value(raw, 20.0 * current_lsb_a)
 
 
 def calibration(current_lsb_a: float, shunt_ohm: float) -> int:
@@ -53,7 +44,7 @@ def calibration(current_lsb_a: float, shunt_ohm: float) -> int:
 
 
 @register
-class Ina219Meter(Meter):
+class Ina219Meter(I2cMeter):
     """INA219 on /dev/i2c-<bus> (options: bus, address, shunt_ohm, max_current_a, rate_hz)."""
 
     name = "ina219"
@@ -62,40 +53,19 @@ class Ina219Meter(Meter):
     def __init__(self, root: str = "/", bus: int = 1, address: int = 0x40, shunt_ohm: float = 0.1,
                  max_current_a: float = 3.2, rate_hz: float = 100.0,
                  bus_factory: Optional[Callable[[int], Any]] = None) -> None:
-        super().__init__(root)
-        self.bus_number = int(bus)
-        self.address = int(address)
+        super().__init__(root, bus, address, rate_hz, bus_factory)
         self.shunt_ohm = float(shunt_ohm)
         # Datasheet: the finest current LSB that still spans max_current_a in 15 bits.
         self.current_lsb_a = float(max_current_a) / 32768.0
-        self.nominal_rate_hz = float(rate_hz)
-        self.bus_factory = bus_factory or open_bus
-        self.method = f"ina219 0x{self.address:02x} on i2c-{self.bus_number} (external shunt meter)"
-        self._bus: Any = None
+        self.method = f"ina219 {self.where} (external shunt meter)"
 
-    def open(self) -> None:
-        self._bus = self.bus_factory(self.bus_number)
-        try:
-            write_register(self._bus, self.address, CALIBRATION, calibration(self.current_lsb_a, self.shunt_ohm))
-        except OSError as exc:
-            raise MeterError(f"no INA219 answers at 0x{self.address:02x} on i2c-{self.bus_number}: "
-                             f"{exc.strerror}") from exc
-        self.sample()
+    def configure(self) -> None:
+        self.write_word(CALIBRATION, calibration(self.current_lsb_a, self.shunt_ohm))
 
     def sample(self) -> Tuple[int, float]:
-        before = now_ns()
-        try:
-            bus_raw = read_register(self._bus, self.address, BUS_VOLTAGE)
-            power_raw = read_register(self._bus, self.address, POWER)
-        except OSError as exc:
-            raise MeterError(f"INA219 0x{self.address:02x} on i2c-{self.bus_number}: {exc.strerror}") from exc
+        stamp, (bus_raw, power_raw) = self.read(BUS_VOLTAGE, POWER)
         if overflowed(bus_raw):
             raise MeterError(f"INA219 0x{self.address:02x} reports a math overflow: max_current_a or shunt_ohm "
                              "does not match the circuit")
         # The chip computes power from its own current and bus voltage at each conversion.
-        return (before + now_ns()) // 2, power_w(power_raw, self.current_lsb_a)
-
-    def close(self) -> None:
-        if self._bus is not None:
-            self._bus.close()
-            self._bus = None
+        return stamp, power_w(power_raw, self.current_lsb_a)

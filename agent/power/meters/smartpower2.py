@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from agent.power.base import Meter, MeterError, register
-from agent.power.serialport import SerialLines
+from agent.power.base import register
+from agent.power.serialport import SerialMeter
 
 
 def parse_line(line: str) -> Optional[Tuple[float, float, float, float]]:
@@ -25,35 +25,20 @@ def parse_line(line: str) -> Optional[Tuple[float, float, float, float]]:
 
 
 @register
-class SmartPower2Meter(Meter):
+class SmartPower2Meter(SerialMeter):
     """SmartPower2 (options: port, baud, timeout_s)."""
 
     name = "smartpower2"
     kind = "power"
-    pushes = True
     nominal_rate_hz = 1.0
+    max_bad_lines = 50  # a boot banner is a few dozen lines at most
+    silent_hint = "is its output switched on?"
 
     def __init__(self, root: str = "/", port: str = "/dev/ttyUSB0", baud: int = 115200,
                  timeout_s: float = 3.0) -> None:
-        super().__init__(root)
+        super().__init__(root, port, baud, timeout_s)
         self.method = "smartpower2 output (external meter, the board's supply; 1 reading/s)"
-        self.lines = SerialLines(port, int(baud), float(timeout_s))
 
-    def open(self) -> None:
-        self.lines.open()
-        self.sample()
-
-    def sample(self) -> Tuple[int, float]:
-        for _ in range(50):  # a boot banner is a few dozen lines at most
-            stamp, line = self.lines.next_line()
-            if line is None:
-                raise MeterError(f"smartpower2 on {self.lines.port} sent no line within {self.lines.timeout_s:g} s "
-                                 "(is its output switched on?)")
-            reading = parse_line(line)
-            if reading is not None:
-                return stamp, reading[2]
-            self.dropped_lines += 1
-        raise MeterError(f"smartpower2 on {self.lines.port}: 50 lines in a row were not readings")
-
-    def close(self) -> None:
-        self.lines.close()
+    def watts_of(self, line: str) -> Optional[float]:
+        reading = parse_line(line)
+        return None if reading is None else reading[2]
