@@ -66,7 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from agent.service import serve as serve_session
 
         return serve_session(args.cache, args.lock_file, wait_for_lock=args.lock == "wait")
-    from agent.bench import ArtifactError, error_result, run_job  # numpy: only jobs need it
+    from agent.bench import ArtifactError, run_job  # numpy: only jobs need it
+    from agent.result import error_result
 
     die_with_parent()
     try:

@@ -14,12 +14,14 @@ import math
 import os
 import resource
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from agent import SCHEMA_VERSION, telemetry
+from agent import telemetry
 from agent.evaluate import load_evaluation_set, top1
+from agent.result import Result
 from agent.spec import JobSpec
 
 # LoadGen: with 99% confidence an early-stopping p90 needs at least 64 queries.
@@ -205,6 +207,66 @@ def throttling_reasons(before: Optional[Dict[str, Any]], after: Optional[Dict[st
     return reasons
 
 
+def session_options(ort: Any, spec: JobSpec) -> Any:
+    """onnxruntime session options as the spec says; its providers must exist in this onnxruntime."""
+    available = ort.get_available_providers()
+    missing = [p for p in spec.providers if p not in available]
+    if missing:
+        raise ArtifactError(f"providers {missing} are not available here (available: {available})")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = spec.intra_op_threads
+    options.inter_op_num_threads = spec.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[spec.graph_optimization])
+    return options
+
+
+@dataclass
+class Measured:
+    """What the timed part of a job produced (timing in `timing`, the power window's result in `power`)."""
+
+    session: Any
+    timing: Dict[str, Any]
+    samples_ns: List[int]
+    memory: Dict[str, float]
+    power: Optional[Dict[str, Any]]
+    before: Dict[str, Any]
+
+
+def measure(ort: Any, spec: JobSpec, model_path: str, sampler: Optional[Any]) -> Measured:
+    """Create the session, run it once, warm up, then time only `sess.run` inside the power window."""
+    board = spec.board
+    before = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
+    rss_before_session = rss_mb()
+    t0 = time.perf_counter_ns()
+    session = ort.InferenceSession(model_path, sess_options=session_options(ort, spec), providers=spec.providers)
+    session_create_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    feed = make_inputs(spec)
+    t0 = time.perf_counter_ns()
+    session.run(None, feed)
+    first_run_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    def one_run() -> None:
+        session.run(None, feed)
+
+    warm = run_gated(one_run, spec.warmup.min_iters, spec.warmup.min_s, spec.warmup.max_s)
+    if sampler is not None:
+        sampler.mark_start()
+    wall0 = time.perf_counter_ns()
+    samples = run_gated(one_run, spec.measure.min_iters, spec.measure.min_s, spec.measure.max_s)
+    duration_s = (time.perf_counter_ns() - wall0) / 1e9
+    power_result = None
+    if sampler is not None:
+        sampler.mark_end()
+        power_result = sampler.finish(inferences=len(samples))
+    timing = summarize(samples)
+    timing.update(session_create_ms=session_create_ms, first_run_ms=first_run_ms,
+                  warmup_iterations=len(warm), warmup_s=sum(warm) / 1e9, duration_s=duration_s)
+    memory = {"rss_before_session_mb": rss_before_session, "peak_rss_mb": rss_mb()}
+    return Measured(session, timing, samples, memory, power_result, before)
+
+
 def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     """Run one benchmark job and return its result as a JSON-ready dict."""
     import onnxruntime as ort
@@ -213,83 +275,30 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     evaluation = None
     if spec.evaluation is not None:
         evaluation = load_evaluation_set(cached_file(cache_dir, spec.evaluation.sha256, ".npz"))
-
-    available = ort.get_available_providers()
-    missing = [p for p in spec.providers if p not in available]
-    if missing:
-        raise ArtifactError(f"providers {missing} are not available here (available: {available})")
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = spec.intra_op_threads
-    options.inter_op_num_threads = spec.inter_op_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[spec.graph_optimization])
-    board = spec.board
-
+    session_options(ort, spec)  # refuse missing providers before resting and measuring idle power
     thermal = rest_and_cool(spec)
     sampler, power_result = open_power(spec)  # the idle baseline is measured here, before anything runs
     try:
-        before = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
-        rss_before_session = rss_mb()
-        t0 = time.perf_counter_ns()
-        session = ort.InferenceSession(model_path, sess_options=options, providers=spec.providers)
-        session_create_ms = (time.perf_counter_ns() - t0) / 1e6
-
-        feed = make_inputs(spec)
-        t0 = time.perf_counter_ns()
-        session.run(None, feed)
-        first_run_ms = (time.perf_counter_ns() - t0) / 1e6
-
-        def one_run() -> None:
-            session.run(None, feed)
-
-        warm = run_gated(one_run, spec.warmup.min_iters, spec.warmup.min_s, spec.warmup.max_s)
-        if sampler is not None:
-            sampler.mark_start()
-        wall0 = time.perf_counter_ns()
-        samples = run_gated(one_run, spec.measure.min_iters, spec.measure.min_s, spec.measure.max_s)
-        duration_s = (time.perf_counter_ns() - wall0) / 1e9
-        if sampler is not None:
-            sampler.mark_end()
-            power_result = sampler.finish(inferences=len(samples))
-        peak_rss = rss_mb()
+        measured = measure(ort, spec, model_path, sampler)
     finally:
         if sampler is not None:
             sampler.close()
+    board = spec.board
     after = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
-
-    timing = summarize(samples)
-    timing.update(session_create_ms=session_create_ms, first_run_ms=first_run_ms,
-                  warmup_iterations=len(warm), warmup_s=sum(warm) / 1e9, duration_s=duration_s)
-    reasons = verdict(spec, timing, power_result, before, after, thermal)
+    power_result = measured.power or power_result
+    reasons = verdict(spec, measured.timing, power_result, measured.before, after, thermal)
 
     accuracy = None
     if evaluation is not None:
         x, y = evaluation
         first = spec.inputs[0]
-        accuracy = top1(session, first.name, x.astype(first.dtype, copy=False), y, batch=first.shape[0])
+        accuracy = top1(measured.session, first.name, x.astype(first.dtype, copy=False), y, batch=first.shape[0])
 
-    return {
-        "schema": SCHEMA_VERSION,
-        "status": "invalid" if reasons else "ok",
-        "reasons": reasons,
-        "timing": timing,
-        "latency_samples_ms": [s / 1e6 for s in samples],
-        "memory": {"rss_before_session_mb": rss_before_session, "peak_rss_mb": peak_rss},
-        "accuracy": accuracy,
-        "power": power_result,
-        "thermal": thermal,
-        "conditions_before": before,
-        "conditions_after": after,
-        "repeat": spec.repeat,
-        "telemetry": {
-            "board": telemetry.board_model(board.root),
-            "soc": telemetry.soc(board.root),
-            **telemetry.software(session.get_providers()),
-        },
-    }
-
-
-def error_result(message: str, status: str = "error") -> Dict[str, Any]:
-    """A result that records why a job produced no measurement."""
-    return {"schema": SCHEMA_VERSION, "status": status, "reasons": [], "error": message}
+    return Result(
+        status="invalid" if reasons else "ok", reasons=reasons, timing=measured.timing,
+        latency_samples_ms=[s / 1e6 for s in measured.samples_ns], memory=measured.memory, accuracy=accuracy,
+        power=power_result, thermal=thermal, conditions_before=measured.before, conditions_after=after,
+        repeat=spec.repeat,
+        telemetry={"board": telemetry.board_model(board.root), "soc": telemetry.soc(board.root),
+                   **telemetry.software(measured.session.get_providers())},
+    ).to_dict()

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Callable, Optional
 
+from agent.result import error_result
 from agent.spec import JobSpec
 
 # Allowance on top of the timed part for start-up, session creation and the
@@ -24,13 +25,6 @@ DEADLINE_ALLOWANCE_S = 600.0
 # when that process dies (see agent/__main__.py), so no orphaned job keeps a
 # board busy after its agent or orchestrator is gone.
 PARENT_ENV = "ORCH_AGENT_PARENT_PID"
-
-
-def error_result(message: str) -> Dict[str, Any]:
-    """agent.bench.error_result, imported when needed: `agent info` must run where numpy is missing."""
-    from agent.bench import error_result as bench_error_result
-
-    return bench_error_result(message)
 
 
 def job_deadline_s(spec: JobSpec) -> float:

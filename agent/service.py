@@ -39,7 +39,8 @@ from rpyc.utils.authenticators import AuthenticationError
 from rpyc.utils.server import ThreadedServer
 
 from agent import __version__, telemetry
-from agent.runner import JobRunner, error_result
+from agent.result import error_result
+from agent.runner import JobRunner
 from agent.spec import SpecError
 
 SUFFIXES = (".onnx", ".npz")
@@ -47,7 +48,8 @@ TOKEN_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 EXIT_BUSY = 3
 
-# Everything beyond exposed_* methods is refused; nothing is pickled; no custom exception is rebuilt.
+# Both ends of the connection (this service and the orchestrator, orchestrator/fleet/transport.py) use this:
+# everything beyond exposed_* methods is refused; nothing is pickled; no custom exception is rebuilt.
 PROTOCOL_CONFIG = {
     "allow_public_attrs": False, "allow_all_attrs": False, "allow_setattr": False, "allow_delattr": False,
     "allow_pickle": False, "import_custom_exceptions": False, "instantiate_custom_exceptions": False,

@@ -22,15 +22,16 @@ A spec is JSON text (`"schema": 1`). Fields:
                       below max_c before measuring (null max_c: no gate)
   rest_s              seconds to rest before the job (cool-down between jobs)
   max_cv              a run whose robust latency CV (1.4826 MAD / median) exceeds this is
-                      invalid (null: no limit)
+                      invalid (default 1.0; null: no limit)
   repeat              null, or {index, of}: this job is measurement `index` of `of` repeats
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Tuple
 
 from agent import SCHEMA_VERSION
 
@@ -45,11 +46,37 @@ class SpecError(ValueError):
 
 @dataclass
 class Gate:
-    """A run gate: at least `min_iters` runs AND at least `min_s` seconds; capped by `max_s`."""
+    """A run gate: at least `min_iters` runs AND at least `min_s` seconds; capped by `max_s` (None: no cap).
+
+    The one gate type of orch: recipes (benchmark.warmup, benchmark.measure) validate into it, with the
+    defaults DEFAULT_WARMUP and DEFAULT_MEASURE below.
+    """
 
     min_iters: int
     min_s: float
     max_s: Optional[float] = None
+
+    def problems(self, timed: bool = False) -> List[Tuple[str, str]]:
+        """(field, what is wrong) for each unusable field; `timed`: the measurement gate, which needs at least
+        one run and a cap."""
+        found = []
+        least = 1 if timed else 0
+        if isinstance(self.min_iters, bool) or not isinstance(self.min_iters, int) or self.min_iters < least:
+            found.append(("min_iters", f"must be an integer greater than or equal to {least}"))
+        if not _finite(self.min_s) or self.min_s < 0:
+            found.append(("min_s", "must be a finite number greater than or equal to 0"))
+        if self.max_s is None:
+            if timed:
+                found.append(("max_s", "is required: the longest a measurement may run, in seconds"))
+        elif not _finite(self.max_s) or self.max_s <= 0:
+            found.append(("max_s", "must be a finite number greater than 0"))
+        return found
+
+
+DEFAULT_WARMUP = Gate(min_iters=10, min_s=0.5)
+DEFAULT_MEASURE = Gate(min_iters=300, min_s=3.0, max_s=60.0)
+# A run whose robust latency spread (1.4826 MAD / median) exceeds this is invalid; None: no limit.
+DEFAULT_MAX_CV = 1.0
 
 
 @dataclass
@@ -70,7 +97,7 @@ class EvaluationSpec:
 
 
 @dataclass
-class BoardSpec:
+class BoardPaths:
     """Where the board's telemetry is read: sysfs/procfs root and tool paths (None: found on PATH)."""
 
     root: str = "/"
@@ -79,11 +106,21 @@ class BoardSpec:
 
 
 @dataclass
-class ThermalGate:
-    """Wait until every thermal zone reads at most max_c (None: no gate), for at most wait_timeout_s."""
+class Thermal:
+    """The thermal gate: before each job, wait until every thermal zone reads at most max_c (None: no gate),
+    for at most wait_timeout_s. The one thermal type of orch: recipes and the board inventory both use it."""
 
     max_c: Optional[float] = None
     wait_timeout_s: float = 120.0
+
+    def problems(self) -> List[Tuple[str, str]]:
+        """(field, what is wrong) for each unusable field."""
+        found = []
+        if self.max_c is not None and (not _finite(self.max_c) or self.max_c <= 0):
+            found.append(("max_c", "must be a finite number of degrees C greater than 0"))
+        if not _finite(self.wait_timeout_s) or self.wait_timeout_s < 0:
+            found.append(("wait_timeout_s", "must be a finite number greater than or equal to 0"))
+        return found
 
 
 @dataclass
@@ -96,16 +133,16 @@ class JobSpec:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     graph_optimization: str = "all"
-    warmup: Gate = field(default_factory=lambda: Gate(min_iters=10, min_s=0.5))
-    measure: Gate = field(default_factory=lambda: Gate(min_iters=300, min_s=3.0, max_s=60.0))
+    warmup: Gate = field(default_factory=lambda: replace(DEFAULT_WARMUP))
+    measure: Gate = field(default_factory=lambda: replace(DEFAULT_MEASURE))
     evaluation: Optional[EvaluationSpec] = None
     seed: int = 0
     power: Optional[Dict[str, Any]] = None
     power_idle_s: float = 3.0
-    board: BoardSpec = field(default_factory=BoardSpec)
-    thermal: ThermalGate = field(default_factory=ThermalGate)
+    board: BoardPaths = field(default_factory=BoardPaths)
+    thermal: Thermal = field(default_factory=Thermal)
     rest_s: float = 0.0
-    max_cv: Optional[float] = None
+    max_cv: Optional[float] = DEFAULT_MAX_CV
     repeat: Optional[Dict[str, int]] = None
 
     def to_json(self) -> str:
@@ -132,16 +169,16 @@ class JobSpec:
                 intra_op_threads=int(raw.get("intra_op_threads", 1)),
                 inter_op_threads=int(raw.get("inter_op_threads", 1)),
                 graph_optimization=str(raw.get("graph_optimization", "all")),
-                warmup=Gate(**raw["warmup"]) if "warmup" in raw else Gate(10, 0.5),
-                measure=Gate(**raw["measure"]) if "measure" in raw else Gate(300, 3.0, 60.0),
+                warmup=Gate(**raw["warmup"]) if "warmup" in raw else replace(DEFAULT_WARMUP),
+                measure=Gate(**raw["measure"]) if "measure" in raw else replace(DEFAULT_MEASURE),
                 evaluation=EvaluationSpec(**raw["evaluation"]) if raw.get("evaluation") else None,
                 seed=int(raw.get("seed", 0)),
                 power=dict(raw["power"]) if raw.get("power") else None,
                 power_idle_s=float(raw.get("power_idle_s", 3.0)),
-                board=BoardSpec(**raw["board"]) if raw.get("board") else BoardSpec(),
-                thermal=ThermalGate(**raw["thermal"]) if raw.get("thermal") else ThermalGate(),
+                board=BoardPaths(**raw["board"]) if raw.get("board") else BoardPaths(),
+                thermal=Thermal(**raw["thermal"]) if raw.get("thermal") else Thermal(),
                 rest_s=float(raw.get("rest_s", 0.0)),
-                max_cv=float(raw["max_cv"]) if raw.get("max_cv") is not None else None,
+                max_cv=_optional_float(raw.get("max_cv", DEFAULT_MAX_CV)),
                 repeat={"index": int(raw["repeat"]["index"]), "of": int(raw["repeat"]["of"])}
                 if raw.get("repeat") else None,
             )
@@ -171,19 +208,26 @@ class JobSpec:
             raise SpecError("providers is empty")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise SpecError("thread counts must be >= 0 (0 lets onnxruntime choose)")
-        for name, gate in (("warmup", self.warmup), ("measure", self.measure)):
-            if gate.min_iters < 0 or gate.min_s < 0:
-                raise SpecError(f"{name}: min_iters and min_s must be >= 0")
-        if self.measure.max_s is None or self.measure.max_s <= 0:
-            raise SpecError("measure.max_s must be > 0")
-        if self.measure.min_iters < 1:
-            raise SpecError("measure.min_iters must be >= 1")
+        for name, gate, timed in (("warmup", self.warmup, False), ("measure", self.measure, True)):
+            for key, problem in gate.problems(timed):
+                raise SpecError(f"{name}.{key} {problem}")
+        for key, problem in self.thermal.problems():
+            raise SpecError(f"thermal.{key} {problem}")
         if self.power is not None and not isinstance(self.power.get("type"), str):
             raise SpecError("power must be a meter spec with a `type`")
-        if self.power_idle_s < 0 or self.rest_s < 0 or self.thermal.wait_timeout_s < 0:
-            raise SpecError("power_idle_s, rest_s and thermal.wait_timeout_s must be >= 0")
-        if self.max_cv is not None and self.max_cv <= 0:
-            raise SpecError("max_cv must be > 0")
+        if not (_finite(self.power_idle_s) and _finite(self.rest_s)) or self.power_idle_s < 0 or self.rest_s < 0:
+            raise SpecError("power_idle_s and rest_s must be finite and >= 0")
+        if self.max_cv is not None and (not _finite(self.max_cv) or self.max_cv <= 0):
+            raise SpecError("max_cv must be a finite number > 0")
+
+
+def _finite(value: Any) -> bool:
+    """A real number that is neither infinite nor NaN (bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optional_float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
 
 
 def _is_sha256(text: str) -> bool:

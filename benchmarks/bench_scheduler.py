@@ -4,10 +4,10 @@ Targets (issue 5): ideal makespan / measured makespan >= 0.9 with 8 boards whose
 jobs take a fixed 1 s; per-job orchestration overhead (everything but the agent's
 job process) under 0.5 s on loopback.
 
-Both run the sweep's real scheduling and recording path (sweep.benchmark: one
+Both run the sweep's real scheduling and recording path (lab/sweep.py benchmark(): one
 worker thread per board, every result committed to a SQLite file as it arrives).
 The simulated boards are fleet/simulated.py; the SSH figure uses a real sshd on
-127.0.0.2 (tests/sshd.py, needs root) and the real agent deployed through it.
+127.0.0.2 (tests/support/sshd.py, needs root) and the real agent deployed through it.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.build.pipeline import BuiltVariant
+from orchestrator.builder.pipeline import BuiltVariant
 from orchestrator.fleet.devices import DeviceSpec, resolve_devices
 from orchestrator.fleet.inventory import load_inventory
 from orchestrator.fleet.simulated import SimulatedTransport
+from orchestrator.lab.sweep import SweepObserver, SweepOptions, SweepReport, benchmark
 from orchestrator.recipes import LoadedRecipe, load_recipe
 from orchestrator.results.db import open_database
 from orchestrator.results.store import ResultsStore
-from orchestrator.sweep import NullObserver, SweepOptions, SweepReport, benchmark
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS = 8
@@ -62,7 +62,7 @@ def _run(loaded: LoadedRecipe, variants: list[BuiltVariant], devices: list[Devic
     for variant in variants:
         ResultsStore(engine).upsert_variant(loaded.recipe.name, variant)
     started = time.perf_counter()
-    report = benchmark(loaded, variants, None, devices, engine, store, NullObserver(), "manual", options)
+    report = benchmark(loaded, variants, None, devices, engine, store, SweepObserver(), "manual", options)
     return report, time.perf_counter() - started
 
 def scheduling_efficiency(folder: Path) -> Iterator[tuple[str, float, str]]:

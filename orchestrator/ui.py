@@ -1,4 +1,7 @@
-"""Terminal presentation for the CLI: progress bars and result tables (rich)."""
+"""Terminal presentation for the CLI (rich): progress bars, and a table or lines for each thing a command shows.
+
+Every function here takes library objects and returns something to print; nothing here decides anything.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.build.pipeline import BuiltVariant
-from orchestrator.jobs import Job
+from orchestrator.builder.pipeline import BuiltVariant
+from orchestrator.fleet.check import BoardCheck
+from orchestrator.fleet.inventory import Inventory
+from orchestrator.lab.jobs import Job
+from orchestrator.lab.sweep import SweepObserver, SweepReport
 from orchestrator.recipes import QuantizeSpec, VariantPlan
+from orchestrator.results.findings import CLEARED, CONFIRMED, IMPROVEMENT, SUSPECT, RegressReport
+from orchestrator.results.readonly import QueryResult
 
 STATUS_STYLE = {"ok": "green", "invalid": "yellow", "error": "red"}
 
 
-class SweepProgress:
+class SweepProgress(SweepObserver):
     """A SweepObserver drawing a bar for building, one per device, and one for all jobs."""
 
     def __init__(self, console: Console):
@@ -184,3 +192,81 @@ def variants_table(variants: list[BuiltVariant], title: str) -> Table:
     table.caption = "acc %: top-1 on the test split, on this host (onnxruntime CPU); build s: every step of the lineage"
     table.caption_justify = "left"
     return table
+
+
+def sweep_summary(report: SweepReport, built_fresh: int, where: str) -> str:
+    """What a sweep did, in one line."""
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
+    skipped = f"; {report.jobs_skipped} already measured (--force runs them again)" if report.jobs_skipped else ""
+    return (f"sweep {report.sweep_id}: {report.jobs_done} jobs ({counts or 'none run'}){skipped}; "
+            f"{built_fresh} variants built; results in {where}")
+
+
+def query_table(result: QueryResult, max_rows: int) -> Table:
+    """A query's rows as a table, at most `max_rows` of them (the caption says when there are more)."""
+    from orchestrator.results.export import cell_text
+
+    shown = result.rows[:max_rows]
+    more = len(result.rows) > max_rows
+    caption = f"first {max_rows} rows; use --format csv for all" if more else f"{len(shown)} rows"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=caption, caption_justify="left")
+    for column in result.columns:
+        table.add_column(column, overflow="fold")
+    for row in shown:
+        table.add_row(*(cell_text(value) for value in row))
+    return table
+
+
+def regress_findings(report: RegressReport) -> list[Any]:
+    """What regress found: a table of findings (if any), each board's verdict, each open confirmed alert, and a
+    one-line count."""
+    shown: list[Any] = []
+    findings = [*report.confirmed, *report.with_status(SUSPECT), *report.with_status(CLEARED)]
+    findings += [f for board in report.boards for f in board.shifted]
+    if findings:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="regressions", title_justify="left")
+        for name in ("status", "series", "device", "variant", "metric", "baseline", "new", "re-run", "change", "z"):
+            table.add_column(name, no_wrap=name in ("series", "status"))
+        style = {CONFIRMED: "red", SUSPECT: "yellow", CLEARED: "green"}
+        for f in findings:
+            unit = "pts" if f.unit == "points" else "%"
+            table.add_row(f"[{style.get(f.status, 'red')}]{f.status}", f.series.key, f.series.device, f.series.variant,
+                          f.metric, f"{f.baseline_value:.4g}", f"{f.new_value:.4g}",
+                          "-" if f.rerun_value is None else f"{f.rerun_value:.4g}", f"{f.change_pct:+.1f}{unit}",
+                          f"{f.z:.1f}")
+        shown.append(table)
+    shown += [f"board {board.device}: {board.status}: {board.note}" for board in report.boards]
+    shown += [f"[red]open confirmed alert {alert['alert_id']}[/red]: {alert['series_key'] or alert['device']} "
+              f"{alert['metric']} (accept with `orch mark`)" for alert in report.open_confirmed]
+    shown.append(f"{report.series_checked} series checked: {len(report.confirmed)} confirmed, "
+                 f"{len(report.with_status(SUSPECT))} suspect, {len(report.with_status(CLEARED))} cleared by re-run, "
+                 f"{len(report.with_status(IMPROVEMENT))} improvements, {len(report.insufficient)} insufficient data")
+    return shown
+
+
+def devices_table(inventory: Inventory) -> Table:
+    """Every device --devices can name: `local` and the inventory's boards."""
+    table = Table(title=f"devices ({inventory.path})", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("name", "target", "tags", "python", "providers", "power"):
+        table.add_column(column, no_wrap=column in ("name", "target"))
+    table.add_row("local", "this machine", "", "", "", "")
+    for board in inventory.boards.values():
+        table.add_row(board.name, board.target, ",".join(board.tags), board.python, ",".join(board.providers or []),
+                      (board.power or {}).get("type", ""))
+    return table
+
+
+def checks_table(checks: list[BoardCheck]) -> list[Any]:
+    """One row per checked board with its software, then each problem and the command that fixes it."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("device", "", "python", "numpy", "onnxruntime", "providers", "board", "free MB", "meter"):
+        table.add_column(column)
+    for result in checks:
+        info = result.info
+        table.add_row(result.device, "[green]ok" if result.ok else "[red]fix", info.get("python", "-"),
+                      info.get("numpy", "-"), info.get("onnxruntime", "-"),
+                      ",".join(info.get("providers_available") or []) or "-", info.get("board") or "-",
+                      f"{info['disk_free_mb']:.0f}" if "disk_free_mb" in info else "-",
+                      (info.get("power_meter_detected") or {}).get("type", "-"))
+    return [table] + [f"[red]{result.device}:[/red] {problem.what}\n  fix: {problem.fix}"
+                      for result in checks for problem in result.problems]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.build.pipeline import Builder
+from orchestrator.builder.pipeline import Builder
 from orchestrator.recipes import load_recipe
 from tests.support import TINY_RECIPE
 from tests.support.fakes import boards

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from orchestrator.artifacts import ArtifactStore, npz_bytes, sha256_bytes
-from orchestrator.build.pipeline import Builder
+from orchestrator.builder.pipeline import Builder
 from orchestrator.recipes import load_recipe
 from tests.support import TINY_RECIPE
 
@@ -134,8 +134,8 @@ def test_a_pruned_checkpoint_loads_back_with_identical_outputs(built_tiny, tmp_p
 
     import torch
 
-    from orchestrator.build import TorchNode, checkpoint
-    from orchestrator.build.prune import PruneStep
+    from orchestrator.builder import TorchNode, checkpoint
+    from orchestrator.builder.prune import PruneStep
 
     model = builder.context.new_model().eval()
     params = {"method": "l1", "ratio": 0.5, "scope": "per_layer", "round_to": None, "keep": []}

@@ -17,13 +17,14 @@ import torch
 from torch import nn
 
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.build import TorchNode
-from orchestrator.build.evaluate import onnx_top1
-from orchestrator.build.export import ExportStep, export_bytes
-from orchestrator.build.fold import fold_batchnorm
-from orchestrator.build.pipeline import Builder, build_recipe
-from orchestrator.build.quantize import quantized_bytes
+from orchestrator.builder import TorchNode
+from orchestrator.builder.evaluate import onnx_top1
+from orchestrator.builder.export import ExportStep, export_bytes
+from orchestrator.builder.fold import fold_batchnorm
+from orchestrator.builder.pipeline import Builder, build_recipe
+from orchestrator.builder.quantize import quantized_bytes
 from orchestrator.errors import BuildError, RecipeError
+from orchestrator.lab.sweep import build_and_record
 from orchestrator.models import MODELS
 from orchestrator.recipes import expand, load_recipe
 from orchestrator.results.db import open_database
@@ -69,8 +70,8 @@ class Built:
         recipe.write_text(RECIPE)
         self.store = ArtifactStore(root / "artifacts")
         self.engine = open_database(str(root / "results.db"))
-        self.outcome = build_recipe(load_recipe(recipe), self.store, self.engine)
-        self.builder = self.outcome.builder
+        self.outcome = build_and_record(load_recipe(recipe), self.engine, self.store)
+        self.builder = Builder(load_recipe(recipe), self.store)  # everything is cached: its context (data) only
         self.variants = {v.name: v for v in self.outcome.variants}
         self.splits = self.builder.context.splits
 

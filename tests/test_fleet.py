@@ -21,7 +21,7 @@ import pytest
 
 from orchestrator.fleet.scheduler import BoardState
 from orchestrator.fleet.transport import SshTransport
-from orchestrator.sweep import NullObserver
+from orchestrator.lab.sweep import SweepObserver
 from tests.support import ORCH, orch, run_env
 from tests.support.fleet import QUICK_RETRY, recipe, rows, sweep
 from tests.support.sshd import Fleet, SshdBoard, descendants, sshd_available
@@ -82,7 +82,7 @@ def test_three_boards_then_a_resweep_that_sends_no_bytes(tmp_path: Path, fleet: 
         assert secret not in dump and secret not in done.stdout + done.stderr
 
 
-class KillBoardAfterFirstResult(NullObserver):
+class KillBoardAfterFirstResult(SweepObserver):
     def __init__(self, board: SshdBoard):
         self.board, self.killed = board, False
 
@@ -138,7 +138,7 @@ def parent(pid: int) -> int:
         return int(stat.read().rsplit(")", 1)[1].split()[1])
 
 
-class KillDuringJobs(NullObserver):
+class KillDuringJobs(SweepObserver):
     """Kill the first job's process, then the agent itself during the second job."""
 
     def __init__(self, board: SshdBoard):

@@ -14,9 +14,8 @@ import pytest
 import rpyc
 from rpyc.core.stream import SocketStream
 
-from agent.service import EXIT_BUSY
+from agent.service import EXIT_BUSY, PROTOCOL_CONFIG
 from agent.spec import InputSpec, JobSpec
-from orchestrator.fleet.transport import CLIENT_CONFIG
 from tests.support import REPO, orch, run_env
 from tests.support.fleet import recipe, rows, sweep
 from tests.support.sshd import Fleet, sshd_available
@@ -110,7 +109,7 @@ class Serve:
     def connect(self, token: str | None = None) -> Any:
         sock = socket.create_connection(("127.0.0.1", self.event["port"]))
         sock.sendall(((token or self.token) + "\n").encode())
-        return rpyc.connect_stream(SocketStream(sock), rpyc.VoidService, config=dict(CLIENT_CONFIG))
+        return rpyc.connect_stream(SocketStream(sock), rpyc.VoidService, config=dict(PROTOCOL_CONFIG))
 
     def stop(self) -> int:
         assert self.process.stdin

@@ -11,10 +11,9 @@ import pytest
 import rpyc
 
 from agent.service import AgentService
-from orchestrator.errors import DeviceError
+from orchestrator.errors import DeviceError, IllegalTransition, InventoryError
 from orchestrator.fleet.deploy import agent_bundle
 from orchestrator.fleet.devices import resolve_devices
-from orchestrator.fleet.errors import IllegalTransition, InventoryError
 from orchestrator.fleet.inventory import Inventory, load_inventory
 from orchestrator.fleet.scheduler import (
     BoardFinished,
@@ -147,18 +146,11 @@ def test_the_bundle_ships_agent_and_rpyc_but_never_the_classic_server():
     assert not issubclass(AgentService, (rpyc.SlaveService, rpyc.ClassicService))
 
 
-class _Job:
-    """Enough of a Job for the scheduler."""
-
-    def __init__(self, name: str):
-        self.variant = type("V", (), {"name": name, "sha256": "0" * 64})()
-
-
 def test_one_failing_board_never_costs_another_its_results():
     from orchestrator.fleet.devices import DeviceSpec
 
     good, bad = DeviceSpec("good", "simulated"), DeviceSpec("bad", "simulated")
-    queues = [(device, [QueuedJob(_Job(f"v{i}"), "{}", []) for i in range(3)]) for device in (good, bad)]  # type: ignore[arg-type]
+    queues = [(device, [QueuedJob(f"v{i}", f"v{i}", "{}", []) for i in range(3)]) for device in (good, bad)]
     attempts: list[float] = []
 
     def make(device: DeviceSpec, note: object) -> SimulatedTransport:
@@ -173,7 +165,7 @@ def test_one_failing_board_never_costs_another_its_results():
     assert "simulated: connection refused" in outcomes["bad"].reason and len(attempts) == 3
     assert attempts[2] - attempts[1] >= 0.09  # the second wait is twice the first
     finished = [e for e in events if isinstance(e, JobFinished)]
-    assert len(finished) == 3 and all(e.item.job.variant.name.startswith("v") for e in finished)
+    assert len(finished) == 3 and all(e.item.job.startswith("v") for e in finished)
     not_run = next(e for e in events if isinstance(e, BoardFinished) and e.device is bad)
     assert len(not_run.not_run) == 3  # handed back to be recorded as not run
 
@@ -182,7 +174,7 @@ def test_an_interrupt_stops_every_board_and_keeps_what_arrived():
     from orchestrator.fleet.devices import DeviceSpec
 
     devices = [DeviceSpec(f"b{i}", "simulated") for i in range(3)]
-    queues = [(device, [QueuedJob(_Job("v"), "{}", []) for _ in range(50)]) for device in devices]  # type: ignore[arg-type]
+    queues = [(device, [QueuedJob("v", "v", "{}", []) for _ in range(50)]) for device in devices]
     seen: list[object] = []
 
     def handle(event: object) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.bench import throttling_reasons, verdict
-from agent.spec import BoardSpec, Gate, InputSpec, JobSpec, ThermalGate
+from agent.spec import BoardPaths, Gate, InputSpec, JobSpec, Thermal
 from orchestrator.fleet.local import LocalTransport
 from orchestrator.results.db import open_database
 from orchestrator.results.store import ResultsStore
@@ -77,7 +77,7 @@ if sys.argv[1:] == ["get_throttled"]:
 else:
     print('error=2 error_msg="Command not registered"'); sys.exit(255)
 """)
-    spec = _job(variants[0], board=BoardSpec(root=str(root), vcgencmd=str(vcgencmd)))
+    spec = _job(variants[0], board=BoardPaths(root=str(root), vcgencmd=str(vcgencmd)))
     result = _run(store, spec)
     assert result["status"] == "invalid"
     assert any("throttling occurred during the run: under_voltage, throttled" in r for r in result["reasons"])
@@ -101,8 +101,8 @@ def test_a_hot_board_that_does_not_cool_down_is_invalid(built_tiny, tmp_path):
     root = tmp_path / "hot"
     boards.thermal_zones(root, [("cpu-thermal", 90000), ("gpu-thermal", -256000)])
     started = time.monotonic()
-    result = _run(store, _job(variants[0], board=BoardSpec(root=str(root)),
-                              thermal=ThermalGate(max_c=80.0, wait_timeout_s=1.0)))
+    result = _run(store, _job(variants[0], board=BoardPaths(root=str(root)),
+                              thermal=Thermal(max_c=80.0, wait_timeout_s=1.0)))
     assert result["status"] == "invalid"
     assert any("board at 90.0 C before the run, above the 80 C limit" in r for r in result["reasons"])
     assert result["thermal"]["waited_s"] >= 1.0 and time.monotonic() - started >= 1.0
@@ -114,8 +114,8 @@ def test_the_thermal_gate_waits_until_the_board_cools(built_tiny, tmp_path):
     boards.thermal_zones(root, [("cpu-thermal", 85000)])
     zone = next(root.glob("sys/devices/virtual/thermal/thermal_zone*/temp"))
     threading.Timer(1.5, lambda: zone.write_text("60000\n")).start()
-    result = _run(store, _job(variants[0], board=BoardSpec(root=str(root)),
-                              thermal=ThermalGate(max_c=70.0, wait_timeout_s=30.0)))
+    result = _run(store, _job(variants[0], board=BoardPaths(root=str(root)),
+                              thermal=Thermal(max_c=70.0, wait_timeout_s=30.0)))
     assert result["status"] == "ok", result["reasons"]
     assert 1.0 <= result["thermal"]["waited_s"] < 10 and result["thermal"]["hottest_c"] == 60.0
 
@@ -131,7 +131,7 @@ def test_a_power_window_of_fewer_than_ten_samples_is_invalid(built_tiny, tmp_pat
 
 def test_a_meter_that_does_not_open_is_a_reason_not_a_crash(built_tiny, tmp_path):
     _, variants, store = built_tiny
-    result = _run(store, _job(variants[0], power={"type": "ina3221"}, board=BoardSpec(root=str(tmp_path))))
+    result = _run(store, _job(variants[0], power={"type": "ina3221"}, board=BoardPaths(root=str(tmp_path))))
     assert result["status"] == "invalid" and result["timing"]["iterations"] >= 80
     assert any(r.startswith("power meter ina3221:") for r in result["reasons"])
 

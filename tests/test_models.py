@@ -12,7 +12,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from orchestrator.build.export import export_bytes
+from orchestrator.builder.export import export_bytes
 from orchestrator.errors import UserError, WeightsError
 from orchestrator.models import MODELS
 from orchestrator.models.darknet import load_darknet, save_darknet
@@ -88,7 +88,7 @@ def test_mobilenet_v2_strides():
 
 
 def prune(model: Any, x: torch.Tensor, ratio: float = 0.5) -> None:
-    """Prune `model` in place as orchestrator.build.prune does."""
+    """Prune `model` in place as orchestrator.builder.prune does."""
     pruner = tp.pruner.MetaPruner(model, x, importance=tp.importance.MagnitudeImportance(p=1),
                                   pruning_ratio=ratio, ignored_layers=model.keep_outputs())
     pruner.step()
@@ -292,7 +292,7 @@ def encoded_output(box: np.ndarray, size: int, grid: int, num_classes: int = 1) 
 
 
 def test_region_layer_decodes_what_its_loss_calls_perfect():
-    from orchestrator.build.detection import voc_ap
+    from orchestrator.builder.detection import voc_ap
     from orchestrator.models.region import decode, region_loss
     from orchestrator.models.tiny_yolov2 import VOC_ANCHORS
 
@@ -308,7 +308,7 @@ def test_region_layer_decodes_what_its_loss_calls_perfect():
 
 
 def test_voc_ap_is_the_all_point_area_and_ignores_difficult_objects():
-    from orchestrator.build.detection import mean_ap, voc_ap
+    from orchestrator.builder.detection import mean_ap, voc_ap
 
     truths = [np.array([[0, 0, 0, 10, 10, 0], [0, 20, 20, 30, 30, 0], [0, 40, 40, 50, 50, 1]], np.float32)]
     detections = [np.array([[0, .9, 0, 0, 10, 10], [0, .85, 40, 40, 50, 50], [0, .8, 60, 60, 70, 70],
@@ -322,7 +322,7 @@ def test_voc_ap_is_the_all_point_area_and_ignores_difficult_objects():
 
 @pytest.mark.slow
 def test_region_loss_retrains_a_tiny_yolov2_head():
-    from orchestrator.build.train import fit
+    from orchestrator.builder.train import fit
     from orchestrator.models.region import region_loss
 
     model = MODELS.get("tiny_yolov2")(num_classes=1, in_channels=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.build.pipeline import Builder
+from orchestrator.builder.pipeline import Builder
 from orchestrator.recipes import load_recipe
 from tests.support import REPO
 

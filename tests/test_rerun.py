@@ -8,9 +8,9 @@ import pytest
 
 from agent.spec import Gate, InputSpec, JobSpec
 from orchestrator.fleet.inventory import Inventory
-from orchestrator.fleet.rerun import board_rerun
+from orchestrator.lab.rerun import scheduled_rerun
+from orchestrator.lab.sweep import SweepOptions
 from orchestrator.results.findings import SeriesRef
-from orchestrator.sweep import SweepOptions
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_the_hook_reruns_the_stored_spec_on_the_same_device(built_tiny, tmp_path
     variant = variants[0]
     spec = JobSpec(artifact_sha256=variant.sha256, inputs=[InputSpec("input", variant.meta["input"]["shape"])],
                    warmup=Gate(5, 0.05), measure=Gate(80, 0.2, 5.0))
-    rerun = board_rerun(store, Inventory(tmp_path / "devices.yaml"), SweepOptions())
+    rerun = scheduled_rerun(store, Inventory(tmp_path / "devices.yaml"), SweepOptions())
     result = rerun(_ref("local", json.loads(spec.to_json())))
     assert result is not None and result["status"] == "ok"
     assert result["timing"]["iterations"] >= 80
@@ -34,6 +34,6 @@ def test_the_hook_reruns_the_stored_spec_on_the_same_device(built_tiny, tmp_path
 def test_a_device_that_is_gone_gives_no_rerun(built_tiny, tmp_path):
     _, variants, store = built_tiny
     spec = JobSpec(artifact_sha256=variants[0].sha256, inputs=[InputSpec("input", [1, 1, 16, 16])])
-    rerun = board_rerun(store, Inventory(tmp_path / "devices.yaml"), SweepOptions())
+    rerun = scheduled_rerun(store, Inventory(tmp_path / "devices.yaml"), SweepOptions())
     assert rerun(_ref("jetson-gone", json.loads(spec.to_json()))) is None
     assert rerun(_ref("local", {})) is None

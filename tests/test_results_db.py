@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from orchestrator.errors import DatabaseError
 from orchestrator.results.db import database_url, open_database
-from orchestrator.results.queries import result_rows
+from orchestrator.results.mapping import series_identity, series_key
+from orchestrator.results.queries import ok_results_by_series, result_rows
 from orchestrator.results.store import ResultsStore, decode_samples
 from tests.support import REPO
 from tests.support.results import (
@@ -194,6 +195,25 @@ def test_a_walking_skeleton_database_upgrades_and_keeps_every_row(tmp_path):
                               full_result())
     with engine.connect() as connection:
         assert connection.execute(text(f"SELECT series_id FROM results WHERE id = {new}")).scalar() == 1
+
+
+def test_series_keys_are_a_stable_contract_for_resume_and_history(tmp_path):
+    """The one job identity (mapping.series_identity) gives the same key it gave before: a database written by
+    an older orch keeps every series, and a sweep's resume counts its old results as done."""
+    spec = {"providers": ["CPUExecutionProvider"], "intra_op_threads": 1, "inter_op_threads": 1,
+            "graph_optimization": "all"}
+    device, variant, digest = series_identity("local", "a" * 64, spec)
+    assert series_key(device, variant, digest) == "local:aaaaaaaaaaaa:704eb844"
+    # Measurement gates, seeds and power settings are not part of the identity; threads are.
+    assert series_identity("local", "a" * 64, dict(spec, seed=7, warmup={"min_iters": 1, "min_s": 0})) == \
+        (device, variant, digest)
+    assert series_identity("local", "a" * 64, dict(spec, intra_op_threads=4))[2] != digest
+    path = tmp_path / "old.db"
+    create_0001_database(f"sqlite:///{path}", results=3)
+    engine = open_database(str(path))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT key FROM series")).scalar() == "local:aaaaaaaaaaaa:704eb844"
+    assert ok_results_by_series(engine, "tiny") == {(device, variant, digest): 3}
 
 
 def test_a_database_from_a_newer_orch_is_refused(tmp_path):

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.build.export import export_bytes
-from orchestrator.build.pipeline import build_recipe
+from orchestrator.builder.export import export_bytes
+from orchestrator.builder.pipeline import build_recipe
+from orchestrator.lab.sweep import build_and_record
 from orchestrator.models import MODELS
 from orchestrator.models.darknet import save_darknet
 from orchestrator.recipes import expand, load_recipe
@@ -63,7 +64,7 @@ def _reduced_mobilenet_recipe(tmp_path: Path) -> Path:
 def test_reduced_mobilenetv1_cifar10_builds_end_to_end(tmp_path: Path):
     recipe = _reduced_mobilenet_recipe(tmp_path)
     engine = open_database(str(tmp_path / "results.db"))
-    outcome = build_recipe(load_recipe(recipe), ArtifactStore(tmp_path / "artifacts"), engine)
+    outcome = build_and_record(load_recipe(recipe), engine, ArtifactStore(tmp_path / "artifacts"))
     variants = {v.name: v for v in outcome.variants}
     assert sorted(variants) == sorted(f"{p}/{ft}/{q}" for p in ("dense", "l1-0.50") for ft in ("ft0", "ft1")
                                       for q in ("fp32", "dynamic_uint8"))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.registry import Registry
+from agent.registry import Registry
 
 
 class DatasetSpec(BaseModel):
@@ -74,6 +74,5 @@ class Dataset:
     load: Callable[[Any], Splits]
 
 
-DATASETS: Registry[Dataset] = Registry("dataset")
-
-from orchestrator.datasets import cifar10, digits, image_folder, voc  # noqa: E402,F401
+DATASETS: Registry[Dataset] = Registry("dataset", modules={
+    name: f"orchestrator.datasets.{name}" for name in ("cifar10", "digits", "image_folder", "voc")})

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.errors import BoardFault, BoardUnreachable, HostKeyError
 from orchestrator.fleet.deploy import RemoteLayout, agent_bundle, deploy
-from orchestrator.fleet.errors import BoardFault, BoardUnreachable, HostKeyError
 from orchestrator.fleet.inventory import BoardSpec
 from orchestrator.fleet.ssh import SshSettings, open_connection, ssh_faults
 

@@ -26,7 +26,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.fleet.errors import InventoryError
+from orchestrator.errors import InventoryError
+from orchestrator.recipes.schema import MeterSpec, ThermalGate
+from orchestrator.yamlfile import YamlDocument, read_yaml
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
@@ -53,14 +55,6 @@ def _remote_path(path: str, what: str) -> str:
     return path.rstrip("/") or "/"
 
 
-class ThermalLimits(BaseModel):
-    """A board's thermal limits: start a job only at or below max_c, waiting at most wait_timeout_s."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    max_c: float | None = Field(None, gt=0)
-    wait_timeout_s: float = Field(120.0, ge=0)
-
-
 class BoardSpec(BaseModel):
     """One board of the inventory.
 
@@ -69,7 +63,8 @@ class BoardSpec(BaseModel):
     python: the board's interpreter (>= 3.8, with numpy and onnxruntime); cache_dir: where the agent
     and artifacts live on the board (relative to the login folder unless absolute); tags: for
     `--devices tag:NAME`; providers: preferred onnxruntime providers, in order (used when a recipe
-    names none); power: the board's power meter spec, e.g. {type: ina3221}; thermal: ThermalLimits.
+    names none); power: the board's power meter spec, e.g. {type: ina3221} (a recipe cannot swap it for
+    another: orchestrator/lab/settings.py); thermal: the board's thermal ceiling {max_c, wait_timeout_s}.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,8 +77,8 @@ class BoardSpec(BaseModel):
     cache_dir: str = DEFAULT_CACHE_DIR
     tags: tuple[str, ...] = ()
     providers: tuple[str, ...] | None = None
-    power: dict[str, Any] | None = None
-    thermal: ThermalLimits | None = None
+    power: MeterSpec | None = None
+    thermal: ThermalGate | None = None
 
     @field_validator("name")
     @classmethod
@@ -129,13 +124,6 @@ class BoardSpec(BaseModel):
             if not PROVIDER.match(provider):
                 raise ValueError(f"provider {provider!r} is not an onnxruntime provider name (…ExecutionProvider)")
         return providers
-
-    @field_validator("power")
-    @classmethod
-    def _power(cls, power: dict[str, Any] | None) -> dict[str, Any] | None:
-        if power is not None and not isinstance(power.get("type"), str):
-            raise ValueError("a power meter spec needs `type` (auto, none, ina3221, tegrastats, rapl, ...)")
-        return power
 
     @property
     def target(self) -> str:
@@ -194,71 +182,29 @@ class Inventory:
 def load_inventory(path: str | Path) -> Inventory:
     """Read and validate devices.yaml; a missing file is an empty inventory."""
     path = Path(path)
-    shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return Inventory(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(shown, f"cannot read the inventory: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise InventoryError(shown, f"YAML syntax error: {exc.problem or 'malformed YAML'}",
-                             line=mark.line + 1 if mark else None) from None
+    document = read_yaml(path, InventoryError, "the inventory", entries={"devices": "device"})
+    data = document.data
     if data is None:
         return Inventory(path)
     if not isinstance(data, dict) or set(data) - {"devices"} or not isinstance(data.get("devices") or {}, dict):
-        raise InventoryError(shown, "an inventory is a mapping `devices: {NAME: {host: ..., ...}}`", line=1)
-    _refuse_duplicates(shown, _child(root, "devices"))
+        raise InventoryError(document.path, "an inventory is a mapping `devices: {NAME: {host: ..., ...}}`", line=1)
     boards: dict[str, BoardSpec] = {}
     for name, fields in (data.get("devices") or {}).items():
         if not isinstance(fields, dict):
-            raise InventoryError(shown, "a device is a mapping (host:, user:, ...)",
-                                 line=_line(root, ["devices", str(name)]), key=f"devices.{name}")
-        boards[str(name)] = board_from_fields(shown, str(name), fields, root)
+            raise document.error_at(["devices", str(name)], "a device is a mapping (host:, user:, ...)", at_key=True)
+        boards[str(name)] = board_from_fields(document, str(name), fields)
     return Inventory(path, boards)
 
 
-def board_from_fields(path: str, name: str, fields: dict[str, Any], root: yaml.Node | None = None) -> BoardSpec:
-    """A validated BoardSpec; an InventoryError names the key (and its line in `root`, the file's YAML)."""
+def board_from_fields(source: YamlDocument | str, name: str, fields: dict[str, Any]) -> BoardSpec:
+    """A validated BoardSpec; an InventoryError names the key (and its line, when `source` is the parsed file)."""
+    document = source if isinstance(source, YamlDocument) else YamlDocument(source, None, None, "", InventoryError)
     try:
         return BoardSpec.model_validate({**fields, "name": name})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
-        message = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(
-            error["type"], error["msg"].removeprefix("Value error, "))
-        trail = ["devices", name] + ([] if loc == ["name"] else loc)
-        raise InventoryError(path, message, line=_line(root, trail), key=".".join(trail)) from None
-
-
-def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        return next((value for key_node, value in node.value if key_node.value == key), None)
-    return None
-
-
-def _line(root: yaml.Node | None, trail: list[str]) -> int | None:
-    """The line of the deepest key of `trail` that the file has."""
-    node, line = root, None
-    for key in trail:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        found = next(((key_node, value) for key_node, value in node.value if key_node.value == key), None)
-        if found is None:
-            break
-        line, node = found[0].start_mark.line + 1, found[1]
-    return line
-
-
-def _refuse_duplicates(path: str, devices: yaml.Node | None) -> None:
-    if isinstance(devices, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, _ in devices.value:
-            if key_node.value in seen:
-                raise InventoryError(path, "duplicate device", line=key_node.start_mark.line + 1,
-                                     key=f"devices.{key_node.value}")
-            seen.add(key_node.value)
+        if tuple(exc.errors()[0]["loc"]) == ("name",):  # the device's own name: its key in the file
+            message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise document.error_at(["devices", name], message, at_key=True) from None
+        raise document.validation_error(exc, prefix=("devices", name)) from None

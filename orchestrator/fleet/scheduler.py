@@ -16,7 +16,6 @@ marks it down at once. One board's fate never touches another's.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -25,13 +24,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
+from agent.result import parse_result
+from orchestrator.errors import BoardFault, BoardUnreachable, HostKeyError, IllegalTransition
 from orchestrator.fleet.devices import DeviceSpec
-from orchestrator.fleet.errors import BoardFault, BoardUnreachable, HostKeyError, IllegalTransition
-
-if TYPE_CHECKING:
-    from orchestrator.jobs import Job
 
 
 class BoardState(Enum):
@@ -98,11 +95,16 @@ class RetryPolicy:
         return min(self.backoff_s * self.factor ** max(failures - 1, 0), self.backoff_max_s)
 
 
-@dataclass
-class QueuedJob:
-    """A job as the scheduler carries it: the agent spec and the store files it needs."""
+J = TypeVar("J")
 
-    job: Job
+
+@dataclass
+class QueuedJob(Generic[J]):
+    """A job as the scheduler carries it: the caller's own record of it (`job`, handed back in events), a label
+    for progress notes, the agent spec and the artifact store files it needs."""
+
+    job: J
+    label: str
     spec_json: str
     files: list[str]
 
@@ -199,7 +201,7 @@ class BoardWorker(threading.Thread):
                 if self.transport is None:
                     self._open()
                 item = pending[0]
-                self._move(BoardState.BUSY, item.job.variant.name)
+                self._move(BoardState.BUSY, item.label)
                 self.events.put(JobStarted(item))
                 assert self.transport is not None
                 started = time.perf_counter()
@@ -265,18 +267,6 @@ class BoardWorker(threading.Thread):
 
     def _note(self, note: str) -> None:
         self.events.put(BoardChanged(self.device, self.state, note))
-
-
-def parse_result(result_json: str) -> dict[str, Any]:
-    """The agent's result; text that is not a JSON object becomes an error result saying so."""
-    try:
-        result = json.loads(result_json)
-    except ValueError:
-        result = None
-    if not isinstance(result, dict):
-        return {"schema": 1, "status": "error", "reasons": [],
-                "error": f"the agent answered with something other than a JSON object: {result_json[:200]!r}"}
-    return result
 
 
 def run_boards(queues: list[tuple[DeviceSpec, list[QueuedJob]]], make_transport: TransportFactory,

@@ -10,7 +10,8 @@ import json
 import threading
 from typing import Any
 
-from orchestrator.fleet.errors import BoardUnreachable
+from agent.result import Result
+from orchestrator.errors import BoardUnreachable
 
 
 class SimulatedTransport:
@@ -44,7 +45,7 @@ class SimulatedTransport:
         self.last_job_wall_s = self.job_s
         timing = {"p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "mean_ms": 1.0, "iterations": 100,
                   "duration_s": self.job_s}
-        return json.dumps({"schema": 1, "status": "ok", "reasons": [], "timing": timing})
+        return json.dumps(Result(status="ok", timing=timing).to_dict())
 
     def abort(self) -> None:
         self._stop.set()

@@ -21,7 +21,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from orchestrator.fleet.errors import BoardFault, BoardUnreachable, HostKeyError
+from orchestrator.errors import BoardFault, BoardUnreachable, HostKeyError
 from orchestrator.fleet.inventory import BoardSpec, Inventory
 
 

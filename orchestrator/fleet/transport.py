@@ -30,21 +30,16 @@ from fabric import Connection
 from rpyc.core.stream import SocketStream
 
 from agent.runner import job_deadline_s
-from agent.service import EXIT_BUSY
+from agent.service import EXIT_BUSY, PROTOCOL_CONFIG
 from agent.spec import JobSpec
+from orchestrator.errors import BoardBusy, BoardFault, BoardUnreachable
 from orchestrator.fleet.deploy import RemoteLayout, agent_bundle, deploy
-from orchestrator.fleet.errors import BoardBusy, BoardFault, BoardUnreachable
 from orchestrator.fleet.inventory import BoardSpec
 from orchestrator.fleet.ssh import SshSettings, open_connection, require_open, ssh_faults
 
 ARTIFACT_SUFFIXES = (".onnx", ".npz")
 AGENT_START_TIMEOUT_S = 60.0
 RESULT_MARGIN_S = 60.0  # on top of the job's own deadline, which the agent enforces
-CLIENT_CONFIG = {
-    "allow_pickle": False, "allow_public_attrs": False, "allow_all_attrs": False, "allow_setattr": False,
-    "allow_delattr": False, "import_custom_exceptions": False, "instantiate_custom_exceptions": False,
-    "instantiate_oldstyle_exceptions": False, "sync_request_timeout": 60,
-}
 
 
 def artifact_name(name: str) -> tuple[str, str]:
@@ -98,7 +93,7 @@ class SshTransport:
             channel = require_open(self._conn, name).open_channel(
                 "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=self.settings.connect_timeout_s)
             channel.sendall((self._token + "\n").encode())
-            self._rpc = rpyc.connect_stream(SocketStream(channel), rpyc.VoidService, config=dict(CLIENT_CONFIG))
+            self._rpc = rpyc.connect_stream(SocketStream(channel), rpyc.VoidService, config=dict(PROTOCOL_CONFIG))
             self._present.clear()
 
     def close(self) -> None:

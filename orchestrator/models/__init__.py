@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.registry import Registry
+from agent.registry import Registry
 
 ModelFactory = Callable[..., Any]
 

@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from agent.spec import DEFAULT_MAX_CV, DEFAULT_MEASURE, DEFAULT_WARMUP, Gate, Thermal
 from orchestrator.datasets import DATASETS, DatasetSpec
 
 
@@ -292,61 +295,66 @@ class VariantsSpec(VariantsGrid):
                          for entry in self.include]
 
 
-class WarmupGate(Spec):
-    """Warm-up: at least min_iters runs AND min_s seconds (capped by max_s if set)."""
-
-    min_iters: int = Field(10, ge=0)
-    min_s: float = Field(0.5, ge=0)
-    max_s: float | None = Field(None, gt=0)
+def _over(default: Any) -> Any:
+    """A section written as a partial mapping takes the rest of its fields from `default` (the agent's)."""
+    return BeforeValidator(lambda value: {**asdict(default), **value} if isinstance(value, dict) else value)
 
 
-class MeasureGate(Spec):
-    """Timed runs: at least min_iters AND min_s seconds, stopped at max_s."""
+def _checked(problems: Callable[[Any], list[tuple[str, str]]]) -> Any:
+    """Refuse a value whose agent-side type (agent/spec.py) finds problems; the error names the field."""
+    def check(value: Any) -> Any:
+        for key, problem in problems(value):
+            raise ValueError(f"[{key}] {problem}")
+        return value
+    return AfterValidator(check)
 
-    min_iters: int = Field(300, ge=1)
-    min_s: float = Field(3.0, ge=0)
-    max_s: float = Field(60.0, gt=0)
+
+def _meter_problem(spec: dict[str, Any]) -> dict[str, Any]:
+    from agent.power import spec_problem
+
+    problem = spec_problem(spec)
+    if problem is not None:
+        raise ValueError(problem)
+    return spec
 
 
-class ThermalSpec(Spec):
-    """Thermal gate before each job: wait until every zone is at or below max_c, at most wait_timeout_s."""
+# A power meter spec, {type: ina3221, ...options}, checked against the agent's meter registry (no hardware opened).
+MeterSpec = Annotated[dict[str, Any], AfterValidator(_meter_problem)]
 
-    max_c: float | None = Field(None, gt=0)
-    wait_timeout_s: float = Field(120.0, ge=0)
+# The run gates and the thermal gate are the agent's own types (agent/spec.py), with the agent's defaults.
+WarmupGate = Annotated[Gate, _over(DEFAULT_WARMUP), _checked(lambda gate: gate.problems(timed=False))]
+MeasureGate = Annotated[Gate, _over(DEFAULT_MEASURE), _checked(lambda gate: gate.problems(timed=True))]
+ThermalGate = Annotated[Thermal, _over(Thermal()), _checked(lambda thermal: thermal.problems())]
 
 
 class BenchmarkSpec(Spec):
     """How each variant is measured on each device.
 
-    warmup, measure: run gates; threads: onnxruntime intra-op thread counts (an axis);
+    warmup, measure: run gates {min_iters, min_s, max_s} (agent/spec.py Gate; a partial mapping takes the
+        rest from the defaults, warm-up 10 runs and 0.5 s, measurement 300 runs and 3 s, at most 60 s)
+    threads: onnxruntime intra-op thread counts (an axis);
     providers: onnxruntime execution providers, in order; graph_optimization: onnxruntime level;
     accuracy: full_test_set (score every test sample on the device) or none
     power: a power meter spec, e.g. {type: auto} or {type: ina3221} (absent: the device's meter, else none)
     power_idle_s: idle baseline measured before each run, in seconds
-    thermal: the thermal gate (see ThermalSpec); rest_s: rest before each job, in seconds
+    thermal: the thermal gate {max_c, wait_timeout_s} (agent/spec.py Thermal); rest_s: rest before each job, in seconds
     max_cv: a run whose robust latency spread (1.4826 MAD / median) exceeds this is stored invalid
     repeat: measure every job this many times, each result kept (the course rule is at least three)
     """
 
-    warmup: WarmupGate = Field(default_factory=WarmupGate)
-    measure: MeasureGate = Field(default_factory=MeasureGate)
+    warmup: WarmupGate = Field(default_factory=lambda: replace(DEFAULT_WARMUP))
+    measure: MeasureGate = Field(default_factory=lambda: replace(DEFAULT_MEASURE))
     threads: Annotated[list[Annotated[int, Field(ge=1)]], BeforeValidator(_as_list)] = [1]
     providers: list[str] = ["CPUExecutionProvider"]
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     accuracy: Literal["full_test_set", "none"] = "full_test_set"
-    power: dict[str, Any] | None = None
+    power: MeterSpec | None = None
     power_idle_s: float = Field(3.0, ge=0)
-    thermal: ThermalSpec = Field(default_factory=ThermalSpec)
+    thermal: ThermalGate = Field(default_factory=Thermal)
     rest_s: float = Field(0.0, ge=0)
-    max_cv: float | None = Field(1.0, gt=0)
+    max_cv: float | None = Field(DEFAULT_MAX_CV, gt=0, allow_inf_nan=False)
     repeat: int = Field(1, ge=1)
 
-    @field_validator("power")
-    @classmethod
-    def _meter_type(cls, meter: dict[str, Any] | None) -> dict[str, Any] | None:
-        if meter is not None and not isinstance(meter.get("type"), str):
-            raise ValueError("a power meter spec needs `type` (auto, none, ina3221, tegrastats, rapl, ...)")
-        return meter
 
 
 def _dataset_specs() -> Any:

@@ -107,6 +107,14 @@ def write_result(result: QueryResult, fmt: str, path: Path) -> None:
         raise UserError(f"{path}: cannot write: {exc.strerror}") from None
 
 
+def write_json_report(data: dict[str, Any], path: Path) -> None:
+    """A report (regress, nightly) as indented JSON; a path that cannot be written is a UserError."""
+    try:
+        path.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror}") from None
+
+
 def render_text(result: QueryResult, fmt: str) -> str:
     buffer = io.StringIO()
     write_text(result, fmt, buffer)

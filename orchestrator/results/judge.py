@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from orchestrator.errors import UserError
+from orchestrator.errors import SettingsError, UserError
+from orchestrator.yamlfile import read_yaml
 
 # Columns of `results` that regress can judge.
 METRIC_COLUMNS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "peak_rss_mb", "session_create_ms",
@@ -155,6 +157,23 @@ def judge(value: float, base: Baseline, rule: MetricRule, config: RegressConfig)
     better_z = not rule.use_z or -z >= config.z_threshold
     return Judgement(z, change, change_pct, beyond, worse=beyond and change > 0 and worse_z,
                      better=beyond and change < 0 and better_z)
+
+
+def load_regress_config(path: Path | None = None, **flags: Any) -> RegressConfig:
+    """Regress settings from a YAML file (if any; its errors name file, line and key) with flags on top
+    (a flag left None keeps the file's value or the default)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        document = read_yaml(path, SettingsError, "regress settings")
+        if document.data is not None and not isinstance(document.data, dict):
+            raise SettingsError(document.path, "regress settings must be a YAML mapping", line=1, column=1)
+        data = dict(document.data or {})
+        try:
+            RegressConfig.model_validate(data)
+        except ValidationError as exc:
+            raise document.validation_error(exc) from None
+    data.update({name: value for name, value in flags.items() if value is not None})
+    return regress_config(data, "flags:")
 
 
 def regress_config(data: dict[str, Any], source: str) -> RegressConfig:

@@ -39,6 +39,15 @@ def config_sha256(config: dict[str, Any]) -> str:
     return _sha256_json(config)
 
 
+def series_identity(device_name: str, variant_sha256: str, spec: dict[str, Any]) -> tuple[str, str, str]:
+    """What makes two jobs the same job, and their results one series: (device, variant, config sha256).
+
+    The one definition of "the same job": a sweep's resume counts ok results by it, and results are filed
+    into series by it.
+    """
+    return device_name, variant_sha256, config_sha256(series_config(spec))
+
+
 def series_key(device_name: str, variant_sha256: str, config_digest: str) -> str:
     """The stable, copy-pastable name of a series: `device:variant12:config8`."""
     return f"{device_name}:{variant_sha256[:12]}:{config_digest[:8]}"

@@ -78,3 +78,16 @@ def resolve_series(engine: Engine, refs: list[str], device: str | None = None) -
     if not found:
         raise UserError("name at least one series, or --device")
     return sorted(found.items())
+
+
+@translate_errors
+def ok_results_by_series(engine: Engine, recipe_name: str) -> dict[tuple[str, str, str], int]:
+    """How many ok results each series (mapping.series_identity: device, variant, config) has from sweeps of
+    one recipe."""
+    query = (select(Device.name, Series.variant_sha256, Series.config_sha256, func.count(Result.id))
+             .join(Series, Series.id == Result.series_id).join(Device, Device.id == Series.device_id)
+             .join(Sweep, Sweep.id == Result.sweep_id)
+             .where(Sweep.recipe_name == recipe_name, Result.status == "ok")
+             .group_by(Device.name, Series.variant_sha256, Series.config_sha256))
+    with Session(engine) as session:
+        return {(name, variant, config): int(count) for name, variant, config, count in session.execute(query)}

@@ -55,8 +55,6 @@ Rerun = Callable[[SeriesRef], dict[str, Any] | None]
 A hook that records the result itself returns {"result_id": id}; otherwise regress records it (sweep kind rerun)."""
 
 POWER_METRICS = {"energy_per_inference_mj", "energy_per_inference_net_mj", "mean_w"}
-STACK_COLUMNS = ("onnxruntime_version", "os_image", "kernel", "jetpack", "python_version", "numpy_version",
-                 "agent_version", "orch_version", "providers_available")
 
 
 @dataclass
@@ -346,13 +344,14 @@ class _Regress:
         ids = {i for f in findings for i in (f.last_good_result_id, f.first_bad_result_id) if i is not None}
         stacks: dict[int, dict[str, Any]] = {}
         if ids:
-            query = (select(Result.id, *(getattr(SoftwareStack, c) for c in STACK_COLUMNS))
+            query = (select(Result.id, *(getattr(SoftwareStack, c) for c in mapping.STACK_FIELDS))
                      .join(SoftwareStack, SoftwareStack.id == Result.stack_id).where(Result.id.in_(ids)))
-            stacks = {row[0]: dict(zip(STACK_COLUMNS, row[1:], strict=True)) for row in connection.execute(query)}
+            stacks = {row[0]: dict(zip(mapping.STACK_FIELDS, row[1:], strict=True))
+                      for row in connection.execute(query)}
         for finding in findings:
             good = stacks.get(finding.last_good_result_id or -1, {})
             bad = stacks.get(finding.first_bad_result_id or -1, {})
-            finding.stack_changes = {name: [good.get(name), bad.get(name)] for name in STACK_COLUMNS
+            finding.stack_changes = {name: [good.get(name), bad.get(name)] for name in mapping.STACK_FIELDS
                                      if good and bad and good.get(name) != bad.get(name)}
             finding.sql = history_sql(finding.series.series_id, finding.metric, self.config.baseline_size + 1)
 

@@ -88,6 +88,18 @@ class ResultsStore:
             return device.id
         return self._write(work)
 
+    def ensure_device(self, name: str, kind: str) -> int:
+        """The device's row id; a device never seen before gets a row (with no board info yet)."""
+        def work(session: Session) -> int:
+            known = session.scalar(select(Device.id).where(Device.name == name))
+            if known is not None:
+                return int(known)
+            device = Device(name=name, kind=kind, info={}, last_seen=utcnow())
+            session.add(device)
+            session.flush()
+            return device.id
+        return self._write(work)
+
     def upsert_variant(self, recipe_name: str, variant: Any) -> None:
         """Record a BuiltVariant (first recipe to produce a given artifact names it)."""
         meta = variant.meta
@@ -181,9 +193,9 @@ def _get_or_create(session: Session, model: type[T], lookup: dict[str, Any], cre
 
 
 def _series_id(session: Session, device_id: int, variant_sha256: str, spec: dict[str, Any]) -> int:
-    config = mapping.series_config(spec)
-    digest = mapping.config_sha256(config)
     device_name = session.get_one(Device, device_id).name
+    _, _, digest = mapping.series_identity(device_name, variant_sha256, spec)
+    config = mapping.series_config(spec)
     series = _get_or_create(session, Series, {"device_id": device_id, "variant_sha256": variant_sha256,
                                               "config_sha256": digest}, {
         "key": mapping.series_key(device_name, variant_sha256, digest), "providers": ",".join(config["providers"]),

@@ -10,9 +10,9 @@ from orchestrator.artifacts import ArtifactStore
 from orchestrator.fleet.devices import resolve_devices
 from orchestrator.fleet.inventory import load_inventory
 from orchestrator.fleet.scheduler import RetryPolicy
+from orchestrator.lab.sweep import SweepOptions, SweepReport, run_sweep
 from orchestrator.recipes import load_recipe
 from orchestrator.results.db import open_database
-from orchestrator.sweep import SweepOptions, SweepReport, run_sweep
 from tests.support import TINY_RECIPE
 from tests.support.sshd import Fleet
 

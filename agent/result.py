@@ -1,0 +1,72 @@
+"""The result contract: what one job returns, as JSON text (`"schema": SCHEMA_VERSION`, agent/__init__.py).
+
+Fields (absent or null where the job did not get that far):
+  status              ok (a valid measurement), invalid (measured, but `reasons` say why it cannot be
+                      trusted), error (no measurement; `error` says why)
+  reasons             why an `invalid` result is invalid
+  error               why an `error` result has no measurement (one line)
+  timing              p50_ms, p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, robust_cv, iterations, timed_s,
+                      duration_s, throughput_ips, session_create_ms, first_run_ms, warmup_iterations, warmup_s
+  latency_samples_ms  every timed run, in order
+  memory              rss_before_session_mb, peak_rss_mb (the job process's own peak)
+  accuracy            {metric, value, n} over the evaluation set, computed on the board
+  power               the sampler's result (agent/power/sampler.py): method, meter, idle_w, mean_w, energy ...
+  thermal             the rest and thermal gate before the run: rest_s, max_c, waited_s, hottest_c
+  conditions_before, conditions_after   temperatures, throttling, clocks, power mode (agent/telemetry.py)
+  repeat              {index, of} when the job is one of several repeats
+  telemetry           board, soc, onnxruntime version and providers, python, numpy, kernel
+
+Every producer of a result, on the board and on the workstation (a job not run because its board is down,
+an answer that is not JSON), builds it here, so the contract and its schema number live in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from agent import SCHEMA_VERSION
+
+STATUSES = ("ok", "invalid", "error")
+
+
+@dataclass
+class Result:
+    """One job's result (fields in the module docstring)."""
+
+    status: str
+    reasons: List[str] = field(default_factory=list)
+    error: Optional[str] = None
+    timing: Optional[Dict[str, Any]] = None
+    latency_samples_ms: Optional[List[float]] = None
+    memory: Optional[Dict[str, Any]] = None
+    accuracy: Optional[Dict[str, Any]] = None
+    power: Optional[Dict[str, Any]] = None
+    thermal: Optional[Dict[str, Any]] = None
+    conditions_before: Optional[Dict[str, Any]] = None
+    conditions_after: Optional[Dict[str, Any]] = None
+    repeat: Optional[Dict[str, int]] = None
+    telemetry: Optional[Dict[str, Any]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON-ready form, with the schema number first."""
+        body: Dict[str, Any] = {"schema": SCHEMA_VERSION}
+        body.update(asdict(self))
+        return body
+
+
+def error_result(message: str, status: str = "error") -> Dict[str, Any]:
+    """A result that records why a job produced no measurement."""
+    return Result(status=status, error=message).to_dict()
+
+
+def parse_result(text: str) -> Dict[str, Any]:
+    """An agent's answer as a result dict; an answer that is not a result object becomes an error result saying so."""
+    try:
+        result = json.loads(text)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict) or result.get("status") not in STATUSES:
+        return error_result(f"the agent answered with something other than a result: {text[:200]!r}")
+    return result

@@ -1,0 +1,180 @@
+"""Build every variant of a recipe, reusing whatever an earlier build already made.
+
+A step's cache key is sha256(parent key, step name, step version, params):
+its lineage. ONNX outputs are looked up in the store's cache index and torch
+outputs in its checkpoints, so building a recipe twice with nothing changed
+runs no step, and changing one axis rebuilds only what depends on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestrator.artifacts import ArtifactStore, npz_bytes
+from orchestrator.builder import STEPS, OnnxNode, TorchNode, checkpoint
+from orchestrator.builder.context import BuildContext
+from orchestrator.errors import BuildError
+from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
+
+
+@dataclass(frozen=True)
+class BuiltVariant:
+    """One built variant: its artifact id (sha256 of the ONNX bytes) and how it came to be."""
+
+    name: str
+    sha256: str
+    axes: dict[str, Any]
+    lineage: list[dict[str, Any]]
+    meta: dict[str, Any]
+    file_size_bytes: int
+    steps_run: int
+
+    @property
+    def build_s(self) -> float:
+        """Wall time of every step in its lineage, cached or not."""
+        return sum(step["wall_s"] for step in self.lineage)
+
+
+def step_key(parent_key: str | None, step: Step) -> str:
+    impl = STEPS.get(step.name)
+    body = {"parent": parent_key, "step": step.name, "version": impl.version, "params": step.params}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class Builder:
+    """Builds a recipe's variants into an artifact store."""
+
+    def __init__(self, loaded: LoadedRecipe, store: ArtifactStore):
+        self.loaded = loaded
+        self.store = store
+        self.context = BuildContext(loaded, store)
+        self.context.base_model = self._base_model
+        self._memo: dict[str, TorchNode | OnnxNode] = {}
+        self.steps_run = 0
+
+    def plans(self) -> list[VariantPlan]:
+        return expand(self.loaded)
+
+    def build(self, plan: VariantPlan) -> BuiltVariant:
+        """Build one variant (and whatever of its lineage is not cached yet)."""
+        before = self.steps_run
+        keys: list[str] = []
+        for step in plan.steps:
+            keys.append(step_key(keys[-1] if keys else None, step))
+        node = self._materialize(plan.steps, keys, len(plan.steps) - 1)
+        if not isinstance(node, OnnxNode):
+            raise BuildError(f"variant {plan.name}: its last step {plan.steps[-1].name} does not produce ONNX")
+        return BuiltVariant(name=plan.name, sha256=node.sha256, axes=plan.axes, lineage=node.meta["lineage"],
+                            meta={k: v for k, v in node.meta.items() if k != "lineage"},
+                            file_size_bytes=self.store.path(node.sha256, ".onnx").stat().st_size,
+                            steps_run=self.steps_run - before)
+
+    def build_all(self, on_built: Callable[[BuiltVariant], None] | None = None) -> list[BuiltVariant]:
+        built = []
+        for plan in self.plans():
+            variant = self.build(plan)
+            built.append(variant)
+            if on_built:
+                on_built(variant)
+        return built
+
+    def _base_model(self) -> object:
+        """The trained model every variant of this recipe starts from (its first step)."""
+        first = self.plans()[0].steps[0]
+        node = self._materialize((first,), [step_key(None, first)], 0)
+        if not isinstance(node, TorchNode):
+            raise BuildError("this recipe's model source is not a torch model")
+        return node.model
+
+    def evaluation_set(self) -> str | None:
+        """The test split as a content-addressed .npz (x, y) for on-device top-1 scoring; its sha256.
+
+        None when the data set has no class labels to score against (detection, unlabelled folders).
+        """
+        splits = self.context.splits
+        if splits.task != "classification" or not len(splits.test_y) or int(splits.test_y.min()) < 0:
+            return None
+        return self.store.put(npz_bytes(x=splits.test_x, y=splits.test_y), ".npz")
+
+    # -- internals -----------------------------------------------------------
+
+    def _materialize(self, steps: tuple[Step, ...], keys: list[str], index: int) -> TorchNode | OnnxNode:
+        key, step = keys[index], steps[index]
+        if key in self._memo:
+            return self._memo[key]
+        impl = STEPS.get(step.name)
+        # A step that is cheap and deterministic from its parent (fold_bn, sparsify) is not
+        # checkpointed: when a child needs it again, it is re-run from its parent.
+        kept = impl.produces == "onnx" or getattr(impl, "checkpoint", True)
+        node = self._load_cached(impl.produces, key) if kept else None
+        if node is None:
+            parent = self._materialize(steps, keys, index - 1) if index > 0 else None
+            started = time.perf_counter()
+            node = impl.run(self.context, parent, step.params)
+            wall_s = time.perf_counter() - started
+            inherited = dict(parent.meta) if parent is not None else {}
+            inherited.update(node.meta)
+            # The step's own figures (e.g. an iterative schedule's accuracy per iteration) also go in its
+            # lineage record, which the results database keeps.
+            record = {"step": step.name, "version": impl.version, "params": step.params, "key": key,
+                      "wall_s": round(wall_s, 4), "meta": node.meta}
+            inherited["lineage"] = list(inherited.get("lineage", [])) + [record]
+            node.meta = inherited
+            if kept:
+                self._save(node, key)
+            self.steps_run += 1
+        self._memo[key] = node
+        return node
+
+    def _load_cached(self, produces: str, key: str) -> TorchNode | OnnxNode | None:
+        if produces == "onnx":
+            entry = self.store.cached(key)
+            return OnnxNode(entry["sha256"], entry["meta"]) if entry else None
+        loaded = checkpoint.load(self.context.new_model(), self.store.checkpoint_path(key))
+        return TorchNode(*loaded) if loaded else None
+
+    def _save(self, node: TorchNode | OnnxNode, key: str) -> None:
+        if isinstance(node, OnnxNode):
+            self.store.remember(key, node.sha256, ".onnx", node.meta)
+            return
+        checkpoint.save(node.model, self.store.checkpoint_path(key), node.meta)
+
+
+class BuildObserver(Protocol):
+    """Progress events of a build."""
+
+    def build_started(self, total: int) -> None: ...
+    def variant_built(self, variant: BuiltVariant) -> None: ...
+
+
+@dataclass
+class BuildOutcome:
+    """The variants a build produced, how many steps it ran, and the evaluation set it made (or None).
+
+    recipe: the recipe's name
+    evaluation: sha256 of the test split as an .npz in the store, for on-device accuracy (build_recipe's
+    `evaluation`), None when not asked for or when the data set has no class labels to score against
+    """
+
+    recipe: str
+    variants: list[BuiltVariant]
+    steps_run: int
+    evaluation: str | None = None
+
+
+def build_recipe(loaded: LoadedRecipe, store: ArtifactStore, observer: BuildObserver | None = None,
+                 evaluation: bool = False) -> BuildOutcome:
+    """Build every variant of a recipe (reusing the cache), telling `observer` as each is built; with
+    `evaluation`, also put the test split in the store for on-device scoring."""
+    builder = Builder(loaded, store)
+    plans = builder.plans()
+    if observer:
+        observer.build_started(len(plans))
+    built = builder.build_all(observer.variant_built if observer else None)
+    return BuildOutcome(loaded.recipe.name, built, builder.steps_run,
+                        builder.evaluation_set() if evaluation else None)

@@ -1,0 +1,94 @@
+"""`orch sweep`, `orch build`, `orch results` and `orch recipes check|show`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.options import ArtifactsOption, DbOption, InventoryOption, console, errors, lab, show
+from orchestrator.errors import FailureFound, RecipeError, UserError
+from orchestrator.recipes import check_recipe, expand, load_recipe
+from orchestrator.ui import SweepProgress, plans_table, results_table, sweep_summary, variants_table
+
+RecipeArgument = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
+
+
+def sweep(
+    recipe: RecipeArgument,
+    devices: Annotated[str, typer.Option(help="Comma-separated device names, `tag:NAME` or `local`.")] = "local",
+    db: DbOption = None,
+    artifacts: ArtifactsOption = Path("artifacts"),
+    inventory: InventoryOption = None,
+    force: Annotated[bool, typer.Option(help="Run every job, even those already measured (by default a sweep "
+                                             "runs only jobs without an ok result yet: it resumes).")] = False,
+    lock: Annotated[str, typer.Option(help="A board locked by another sweep: `wait` for it or `fail`.")] = "wait",
+    repeat: Annotated[int | None, typer.Option(
+        min=1, help="Measure every job N times, each kept [default: the recipe's benchmark.repeat].")] = None,
+) -> None:
+    """Build every variant of RECIPE, benchmark each on the devices, record every result."""
+    if lock not in ("wait", "fail"):
+        raise UserError("--lock is wait or fail")
+    where = lab(db, artifacts, inventory)
+    with SweepProgress(console) as progress:
+        report = where.sweep(recipe, devices, force=force, wait_for_lock=lock == "wait", repeat=repeat,
+                             observer=progress)
+    show(sweep_summary(report, progress.built_fresh, where.engine.url.database or str(where.engine.url)))
+    if report.down:
+        raise FailureFound("; ".join(f"{board.device} is down: {board.reason}" for board in report.down))
+
+
+def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOption = Path("artifacts")) -> None:
+    """Build every variant of RECIPE (nothing already built is built again) and show them."""
+    started = time.perf_counter()
+    with SweepProgress(console) as progress:
+        outcome = lab(db, artifacts).build(recipe, observer=progress)
+    built = sum(1 for v in outcome.variants if v.steps_run)
+    summary = f"built {built} variants ({outcome.steps_run} steps)" if built else "nothing to build: all cached"
+    show(variants_table(outcome.variants, title=f"{outcome.recipe}: {len(outcome.variants)} variants"),
+         f"{summary}, {time.perf_counter() - started:.1f} s; artifacts in {artifacts}/")
+
+
+def results(
+    sweep: Annotated[str, typer.Option(help="`last`, `all` or a sweep id.")] = "last",
+    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Only sweeps of this recipe name.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Show recorded results as a table."""
+    rows = lab(db).results(sweep=sweep, device=device, recipe=recipe)
+    show(results_table(rows, title=f"results (sweep {sweep})", width=console.width))
+
+
+recipes_app = typer.Typer(help="Check and inspect recipes.", no_args_is_help=True)
+
+
+@recipes_app.command("check")
+def recipes_check(files: Annotated[list[Path], typer.Argument(help="Recipe YAML files.")]) -> None:
+    """Validate recipes: one line per file, `ok` or what is wrong and where. Exit code 2 if any is bad."""
+    bad = 0
+    for path in files:
+        try:
+            show(f"[green]ok[/green]   {path}: {len(expand(check_recipe(path)))} variants")
+        except RecipeError as exc:
+            bad += 1
+            errors.print(f"[red]bad[/red]  {exc}", highlight=False, soft_wrap=True)
+    if bad:
+        raise UserError(f"{bad} of {len(files)} recipes did not check out")
+
+
+@recipes_app.command("show")
+def recipes_show(recipe: RecipeArgument) -> None:
+    """Show the expanded grid: every variant the recipe builds, with its steps."""
+    loaded = load_recipe(recipe)
+    plans = expand(loaded)
+    show(plans_table(plans, title=f"{loaded.recipe.name}: {len(plans)} variants"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `orch` app."""
+    for command in (sweep, build, results):
+        app.command()(command)
+    app.add_typer(recipes_app, name="recipes")

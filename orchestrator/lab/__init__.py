@@ -1,0 +1,157 @@
+"""The application: a `Lab` is what every command works in (the results database, the artifact store, the board
+inventory and how to reach the boards) and has one method per thing a user does. The CLI parses, calls one
+method, renders; Python users do the same without the CLI.
+
+    lab = Lab(db="results.db", artifacts=Path("artifacts"))
+    report = lab.sweep(Path("recipes/quickstart.yaml"), devices="local")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.builder.pipeline import BuildOutcome
+from orchestrator.fleet.check import BoardCheck, check_boards
+from orchestrator.fleet.devices import DeviceSpec, resolve_devices
+from orchestrator.fleet.inventory import BoardSpec, Inventory, board_from_fields, default_inventory_path, load_inventory
+from orchestrator.fleet.ssh import HostKeyOffer, SshSettings, default_settings, fetch_host_key, trust_host_key
+from orchestrator.lab.nightly import run_nightly
+from orchestrator.lab.rerun import scheduled_rerun
+from orchestrator.lab.sweep import SweepObserver, SweepOptions, SweepReport, build_and_record, run_sweep
+from orchestrator.recipes import LoadedRecipe, load_recipe
+from orchestrator.results.db import open_database
+from orchestrator.results.export import Exported, export_tables
+from orchestrator.results.findings import RegressReport
+from orchestrator.results.judge import RegressConfig
+from orchestrator.results.nightly_report import NightlyReport, write_reports
+from orchestrator.results.queries import resolve_series, resolve_sweep, result_rows
+from orchestrator.results.readonly import QueryResult, open_readonly, run_query
+from orchestrator.results.regress import regress
+from orchestrator.results.store import ResultsStore
+
+__all__ = ["Lab", "SweepObserver", "SweepOptions", "SweepReport"]
+
+
+@dataclass
+class Lab:
+    """Where orch keeps things, each opened on first use.
+
+    db: results database, a file path or SQLAlchemy URL (None: ORCH_DB, else ./results.db)
+    artifacts: the artifact store folder
+    inventory_path: the board inventory (None: ~/.config/orch/devices.yaml)
+    """
+
+    db: str | None = None
+    artifacts: Path = Path("artifacts")
+    inventory_path: Path | None = None
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The results database, created or migrated to the current schema."""
+        return open_database(self.db)
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.artifacts)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        return load_inventory(self.inventory_path or default_inventory_path())
+
+    @cached_property
+    def ssh(self) -> SshSettings:
+        return default_settings(self.inventory)
+
+    # -- building and measuring ------------------------------------------------------------------------------
+    def devices(self, names: str) -> list[DeviceSpec]:
+        """The devices a --devices value names (names, `tag:NAME`, `local`)."""
+        return resolve_devices(names, self.inventory)
+
+    def options(self, **settings: Any) -> SweepOptions:
+        """Sweep options reaching boards with this lab's SSH settings."""
+        return SweepOptions(ssh=self.ssh, **settings)
+
+    def sweep(self, recipe: Path, devices: str = "local", force: bool = False, wait_for_lock: bool = True,
+              repeat: int | None = None, observer: SweepObserver | None = None) -> SweepReport:
+        """Build every variant of the recipe, measure each on the devices and record every result."""
+        loaded = self.recipe(recipe, repeat)
+        targets = self.devices(devices)
+        options = self.options(skip_done=not force, wait_for_lock=wait_for_lock)
+        return run_sweep(loaded, targets, self.engine, self.store, observer=observer, options=options)
+
+    def build(self, recipe: Path, observer: SweepObserver | None = None) -> BuildOutcome:
+        """Build every variant of the recipe (nothing already built is built again), recording each."""
+        return build_and_record(self.recipe(recipe), self.engine, self.store, observer)
+
+    @staticmethod
+    def recipe(path: Path, repeat: int | None = None) -> LoadedRecipe:
+        """A validated recipe, every job measured `repeat` times when given (else as the recipe says)."""
+        loaded = load_recipe(path)
+        return loaded.with_repeat(repeat) if repeat is not None else loaded
+
+    # -- reading results -------------------------------------------------------------------------------------
+    def results(self, sweep: str = "last", device: str | None = None,
+                recipe: str | None = None) -> list[dict[str, Any]]:
+        """Recorded results as flat rows (results/queries.py)."""
+        return result_rows(self.engine, sweep=sweep, device=device, recipe=recipe)
+
+    def query(self, sql: str, max_rows: int | None = None) -> QueryResult:
+        """One read-only SQL query (it can never change a row)."""
+        return run_query(open_readonly(self.db), sql, max_rows=max_rows)
+
+    def export(self, folder: Path, fmt: str, tables: list[str] | None = None) -> list[Exported]:
+        """Tables and views (default: all) written to CSV or Parquet files, read read-only."""
+        return export_tables(open_readonly(self.db), folder, fmt, tables)
+
+    # -- regressions -----------------------------------------------------------------------------------------
+    def regress(self, config: RegressConfig, devices: list[str] | None = None, sweep: str | None = None,
+                rerun: bool = True) -> RegressReport:
+        """Check every series' newest valid result against its baseline; flagged series are re-run on their
+        boards (through the scheduler) to confirm them, unless `rerun` is off."""
+        hook = scheduled_rerun(self.store, self.inventory, self.options()) if rerun else None
+        return regress(self.engine, config, rerun=hook, devices=devices, sweep_id=resolve_sweep(self.engine, sweep))
+
+    def mark(self, series: list[str], reason: str, device: str | None = None) -> list[tuple[str, int]]:
+        """A change marker on each named series (and every series of `device`); (series key, marker id)."""
+        return ResultsStore(self.engine).mark(resolve_series(self.engine, series, device), reason, device)
+
+    def nightly(self, recipe: Path, devices: str, config: RegressConfig, report_dir: Path,
+                observer: SweepObserver | None = None) -> NightlyReport:
+        """Sweep the nightly recipe on the devices, check what it measured, write the Markdown and JSON report."""
+        loaded, targets, options = self.recipe(recipe), self.devices(devices), self.options()
+        report = run_nightly(loaded, targets, self.engine, self.store, config, observer=observer, options=options,
+                             rerun=scheduled_rerun(self.store, self.inventory, options))
+        write_reports(report, report_dir)
+        return report
+
+    # -- the board inventory ---------------------------------------------------------------------------------
+    def check_devices(self, names: list[str] | None = None) -> list[BoardCheck]:
+        """Connect to each board (default: all), deploy the agent, judge what it reports; one check per board."""
+        return check_boards([self.inventory.get(name) for name in names or list(self.inventory.boards)], self.ssh)
+
+    def add_device(self, name: str, fields: dict[str, Any]) -> BoardSpec:
+        """Add a board to the inventory file."""
+        board = board_from_fields(str(self.inventory.path), name, fields)
+        self.inventory.add(board)
+        self.inventory.save()
+        return board
+
+    def remove_device(self, name: str) -> BoardSpec:
+        """Remove a board from the inventory file (its results stay in the database)."""
+        board = self.inventory.remove(name)
+        self.inventory.save()
+        return board
+
+    def host_key(self, name: str) -> HostKeyOffer:
+        """The SSH host key a board offers, compared with the trusted ones."""
+        return fetch_host_key(self.inventory.get(name), self.ssh)
+
+    def trust(self, offer: HostKeyOffer) -> bool:
+        """Add an offered host key to orch's known_hosts; False when it was trusted already."""
+        return trust_host_key(offer, self.ssh)

@@ -1,0 +1,73 @@
+"""Jobs: what one measurement is (a variant on a device with one run configuration), its agent spec and files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agent.spec import BoardPaths, EvaluationSpec, InputSpec, JobSpec
+from orchestrator.builder.pipeline import BuiltVariant
+from orchestrator.fleet.devices import DeviceSpec
+from orchestrator.fleet.scheduler import QueuedJob
+from orchestrator.lab.settings import power_for, providers_for, thermal_for
+from orchestrator.recipes import Recipe
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement to make: a variant on a device with one thread count (repeat `repeat` of `repeats`)."""
+
+    variant: BuiltVariant
+    device: DeviceSpec
+    threads: int
+    repeat: int = 1
+    repeats: int = 1
+
+    @property
+    def label(self) -> str:
+        again = f" #{self.repeat}/{self.repeats}" if self.repeats > 1 else ""
+        return f"{self.device.name}: {self.variant.name} x{self.threads}{again}"
+
+
+def plan_jobs(recipe: Recipe, variants: list[BuiltVariant], devices: list[DeviceSpec]) -> list[Job]:
+    """Every (device x variant x thread count x repeat) job of a sweep, grouped by device."""
+    repeats = recipe.benchmark.repeat
+    return [Job(variant, device, threads, repeat, repeats)
+            for device in devices for variant in variants for threads in recipe.benchmark.threads
+            for repeat in range(1, repeats + 1)]
+
+
+def job_spec(recipe: Recipe, job: Job, evaluation_sha256: str | None, paths: BoardPaths | None = None) -> JobSpec:
+    """The agent job spec that measures `job` as the recipe's benchmark section says, within the limits of the
+    job's board (lab/settings.py); `paths` says where the board's telemetry lives (default: the real filesystem)."""
+    bench = recipe.benchmark
+    board = job.device.board
+    model_input = job.variant.meta["input"]
+    return JobSpec(
+        artifact_sha256=job.variant.sha256,
+        inputs=[InputSpec(model_input["name"], list(model_input["shape"]), model_input["dtype"])],
+        providers=providers_for(bench, board.providers if board else None),
+        intra_op_threads=job.threads, inter_op_threads=1, graph_optimization=bench.graph_optimization,
+        warmup=bench.warmup, measure=bench.measure,
+        evaluation=EvaluationSpec(evaluation_sha256, "top1") if evaluation_sha256 else None,
+        seed=recipe.train.seed,
+        power=power_for(bench.power, board.power if board else None), power_idle_s=bench.power_idle_s,
+        board=paths or BoardPaths(),
+        thermal=thermal_for(bench.thermal, board.thermal if board else None),
+        rest_s=bench.rest_s, max_cv=bench.max_cv,
+        repeat={"index": job.repeat, "of": job.repeats} if job.repeats > 1 else None)
+
+
+def job_files(spec: dict[str, Any]) -> list[str]:
+    """The artifact store files a job spec needs on its board: the model, and the evaluation set if any."""
+    files = [f"{spec['artifact_sha256']}.onnx"]
+    if spec.get("evaluation"):
+        files.append(f"{spec['evaluation']['sha256']}.npz")
+    return files
+
+
+def queue_job(recipe: Recipe, job: Job, evaluation: str | None) -> QueuedJob[Job]:
+    """A job as the scheduler carries it: its agent spec and the files it needs."""
+    spec_json = job_spec(recipe, job, evaluation).to_json()
+    return QueuedJob(job, job.label, spec_json, job_files(json.loads(spec_json)))

@@ -1,0 +1,243 @@
+"""A sweep: build a recipe's variants, run every (variant x device x run config) job, record each result.
+
+Jobs run on all devices at once, one at a time per device (fleet/scheduler.py).
+Every finished job is committed as soon as it arrives, so an interrupt, a crash
+or a board that drops out keeps everything measured so far. Re-running a sweep
+resumes it: only jobs without an ok result yet are run, unless forced.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from agent.result import error_result
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.builder.pipeline import BuildOutcome, BuiltVariant, build_recipe
+from orchestrator.errors import DeviceError, Interrupted
+from orchestrator.fleet.devices import DeviceSpec
+from orchestrator.fleet.local import LocalTransport
+from orchestrator.fleet.scheduler import (
+    BoardChanged,
+    BoardFinished,
+    BoardOutcome,
+    BoardReady,
+    BoardState,
+    Event,
+    JobFinished,
+    JobStarted,
+    QueuedJob,
+    RetryPolicy,
+    Transport,
+    TransportFactory,
+    run_boards,
+)
+from orchestrator.fleet.ssh import SshSettings
+from orchestrator.lab.jobs import Job, plan_jobs, queue_job
+from orchestrator.recipes import LoadedRecipe
+from orchestrator.results.mapping import series_identity
+from orchestrator.results.queries import ok_results_by_series
+from orchestrator.results.store import ResultsStore
+
+
+@dataclass
+class SweepOptions:
+    """How a sweep runs its jobs.
+
+    skip_done: run only jobs whose series has no ok result yet from this recipe's sweeps (so re-running a
+        sweep resumes it); False runs every job (--force)
+    ssh: how boards are reached (needed when a device is an inventory board)
+    wait_for_lock: wait for a board that another orchestrator holds; False: that board is down for this sweep
+    retry: retries of transient board faults before a board is marked down
+    make_transport: builds each device's transport (default: local or SSH by the device's kind)
+    """
+
+    skip_done: bool = True
+    ssh: SshSettings | None = None
+    wait_for_lock: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    make_transport: TransportFactory | None = None
+
+
+@dataclass
+class JobTiming:
+    """Where one job's time went: the orchestrator's wall time for it, the agent's for its process."""
+
+    device: str
+    wall_s: float
+    agent_wall_s: float | None
+    bytes_sent: int
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: its id, how many jobs ended in each status, and how each board fared."""
+
+    sweep_id: int
+    jobs_total: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    status: str = "running"
+    jobs_skipped: int = 0
+    boards: dict[str, BoardOutcome] = field(default_factory=dict)
+    timings: list[JobTiming] = field(default_factory=list)
+
+    @property
+    def jobs_done(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def down(self) -> list[BoardOutcome]:
+        return [outcome for outcome in self.boards.values() if outcome.state is BoardState.DOWN]
+
+    @property
+    def bytes_sent(self) -> int:
+        """Artifact bytes sent to boards (agent deployment not counted)."""
+        return sum(outcome.bytes_sent for outcome in self.boards.values())
+
+
+class SweepObserver:
+    """Progress events of a sweep, each a no-op here: the CLI draws bars from them (ui.SweepProgress), tests
+    record or act on them; subclasses override what they need."""
+
+    def build_started(self, total: int) -> None: ...
+    def variant_built(self, variant: BuiltVariant) -> None: ...
+    def bench_started(self, total: int) -> None: ...
+    def board_planned(self, device: str, total: int) -> None: ...
+    def board_changed(self, device: str, state: str, note: str) -> None: ...
+    def job_started(self, job: Job) -> None: ...
+    def job_finished(self, job: Job, result: dict[str, Any]) -> None: ...
+
+
+class RecordingBuild:
+    """A build observer that records each variant in the results database as it is built, then tells `observer`."""
+
+    def __init__(self, results: ResultsStore, recipe_name: str, observer: SweepObserver):
+        self.results, self.recipe_name, self.observer = results, recipe_name, observer
+
+    def build_started(self, total: int) -> None:
+        self.observer.build_started(total)
+
+    def variant_built(self, variant: BuiltVariant) -> None:
+        self.results.upsert_variant(self.recipe_name, variant)
+        self.observer.variant_built(variant)
+
+
+def build_and_record(loaded: LoadedRecipe, engine: Engine, store: ArtifactStore,
+                     observer: SweepObserver | None = None, evaluation: bool = False) -> BuildOutcome:
+    """Build a recipe's variants (reusing the cache), recording each in the results database as it is built."""
+    recording = RecordingBuild(ResultsStore(engine), loaded.recipe.name, observer or SweepObserver())
+    return build_recipe(loaded, store, recording, evaluation=evaluation)
+
+
+def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, store: ArtifactStore,
+              observer: SweepObserver | None = None, kind: str = "manual",
+              options: SweepOptions | None = None) -> SweepReport:
+    """Build, benchmark and record one recipe on the given devices."""
+    observer = observer or SweepObserver()
+    options = options or SweepOptions()
+    if options.ssh is None and options.make_transport is None and any(d.kind == "ssh" for d in devices):
+        raise DeviceError("boards need SSH settings (SweepOptions.ssh)")
+    built = build_and_record(loaded, engine, store, observer,
+                             evaluation=loaded.recipe.benchmark.accuracy == "full_test_set")
+    return benchmark(loaded, built.variants, built.evaluation, devices, engine, store, observer, kind, options)
+
+
+def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: str | None,
+              devices: list[DeviceSpec], engine: Engine, store: ArtifactStore, observer: SweepObserver,
+              kind: str, options: SweepOptions) -> SweepReport:
+    """Run and record the jobs of built variants on the devices (a sweep without its build)."""
+    recipe = loaded.recipe
+    queued = [queue_job(recipe, job, evaluation) for job in plan_jobs(recipe, variants, devices)]
+    pending = not_measured_yet(engine, recipe.name, queued) if options.skip_done else queued
+    results = ResultsStore(engine)
+    report = SweepReport(sweep_id=results.start_sweep(recipe.name, loaded.path, loaded.sha256,
+                                                      [d.name for d in devices], len(pending), kind=kind),
+                         jobs_total=len(pending), jobs_skipped=len(queued) - len(pending))
+    queues = [(device, [q for q in pending if q.job.device == device]) for device in devices]
+    queues = [(device, items) for device, items in queues if items]
+    observer.bench_started(len(pending))
+    for device, items in queues:
+        observer.board_planned(device.name, len(items))
+    holder = (f"{getpass.getuser()}@{socket.gethostname()} (orch pid {os.getpid()}, "
+              f"sweep {report.sweep_id} of {recipe.name})")
+    make_transport = options.make_transport or default_transports(store, options, holder)
+    recorder = Recorder(results, engine, report, observer)
+    try:
+        report.boards = run_boards(queues, make_transport, options.retry, recorder.handle)
+    except KeyboardInterrupt:
+        report.status = "interrupted"
+        results.finish_sweep(report.sweep_id, report.status)
+        raise Interrupted(f"sweep {report.sweep_id} interrupted after {report.jobs_done} of {report.jobs_total} "
+                          "jobs; every result measured so far is kept") from None
+    report.status = "finished"
+    results.finish_sweep(report.sweep_id, report.status)
+    return report
+
+
+def not_measured_yet(engine: Engine, recipe_name: str, queued: list[QueuedJob[Job]]) -> list[QueuedJob[Job]]:
+    """The jobs whose series (results/mapping.py: device, variant, run configuration) has fewer ok results from
+    this recipe's sweeps than the job's repeat number: the n-th repeat of a job is done when n ok results exist."""
+    ok_counts = ok_results_by_series(engine, recipe_name)
+    return [q for q in queued
+            if ok_counts.get(series_identity(q.job.device.name, q.job.variant.sha256, json.loads(q.spec_json)), 0)
+            < q.job.repeat]
+
+
+def default_transports(store: ArtifactStore, options: SweepOptions, holder: str) -> TransportFactory:
+    """Local devices run jobs as child processes; boards through SSH."""
+
+    def make(device: DeviceSpec, on_note: Any) -> Transport:
+        if device.kind == "local":
+            return LocalTransport(store.root)
+        from orchestrator.fleet.transport import SshTransport
+
+        if device.board is None or options.ssh is None:
+            raise DeviceError(f"{device.name}: not an inventory board, or no SSH settings")
+        return SshTransport(device.board, options.ssh, store.root, holder=holder,
+                            wait_for_lock=options.wait_for_lock, on_note=on_note)
+
+    return make
+
+
+class Recorder:
+    """Handles scheduler events in the sweep's thread: records each result at once, tells the observer."""
+
+    def __init__(self, results: ResultsStore, engine: Engine, report: SweepReport, observer: SweepObserver):
+        self.results, self.engine, self.report, self.observer = results, engine, report, observer
+        self.device_ids: dict[str, int] = {}
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, BoardChanged):
+            self.observer.board_changed(event.device.name, event.state.value, event.note)
+        elif isinstance(event, BoardReady):
+            self.device_ids[event.device.name] = self.results.upsert_device(
+                event.device.name, event.device.kind, event.info)
+        elif isinstance(event, JobStarted):
+            self.observer.job_started(event.item.job)
+        elif isinstance(event, JobFinished):
+            self.record(event.item, event.result)
+            self.report.timings.append(JobTiming(event.item.job.device.name, event.wall_s, event.agent_wall_s,
+                                                 event.bytes_sent))
+        elif isinstance(event, BoardFinished):
+            for item in event.not_run:
+                self.record(item, error_result(f"not run: {event.device.name} is down: {event.outcome.reason}"))
+
+    def record(self, item: QueuedJob[Job], result: dict[str, Any]) -> None:
+        job = item.job
+        self.results.record_result(self.report.sweep_id, self.device_id(job.device), job.variant.sha256,
+                                   json.loads(item.spec_json), result)
+        status = str(result.get("status", "error"))
+        self.report.statuses[status] = self.report.statuses.get(status, 0) + 1
+        self.observer.job_finished(job, result)
+
+    def device_id(self, device: DeviceSpec) -> int:
+        """The device's row; a board never reached keeps what an earlier sweep learnt about it."""
+        if device.name not in self.device_ids:
+            self.device_ids[device.name] = self.results.ensure_device(device.name, device.kind)
+        return self.device_ids[device.name]

@@ -1,0 +1,3 @@
+"""The agent reaching into the workstation's code (it must stand alone)."""
+
+import orchestrator.errors  # noqa: F401

@@ -1,0 +1,3 @@
+"""One half of a module-level cycle."""
+
+from orchestrator.results import b  # noqa: F401

@@ -1,0 +1,3 @@
+"""The other half of a module-level cycle."""
+
+from orchestrator.results import a  # noqa: F401
