@@ -17,6 +17,12 @@ from __future__ import annotations
 from enum import IntEnum
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none (for one-line errors)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class ExitCode(IntEnum):
     """What `orch` exits with (the table in the module docstring and docs/architecture.md)."""
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.builder.pipeline import BuiltVariant
+from orchestrator.builder.pipeline import BuiltVariant, FailedVariant
 from orchestrator.fleet.check import BoardCheck
 from orchestrator.fleet.inventory import Inventory
 from orchestrator.lab.jobs import Job
@@ -49,6 +49,10 @@ class SweepProgress(SweepObserver):
         self.built_fresh += variant.steps_run > 0
         note = "built" if variant.steps_run else "cached"
         self.progress.update(self.build_task, advance=1, current=f"{variant.name} ({note})")
+
+    def variant_failed(self, variant: FailedVariant) -> None:
+        # Why it failed is told once, in the summary after the run (ui.build_failures).
+        self.progress.update(self.build_task, advance=1, current=f"{variant.name} ([red]failed[/red])")
 
     def bench_started(self, total: int) -> None:
         self.bench_task = self.progress.add_task("all jobs", total=total, current="")
@@ -143,6 +147,8 @@ def _step_text(name: str, params: dict[str, Any]) -> str:
         return f"sparsify({params['ratio']:g})"
     if name == "resize_input":
         return f"resize({params['image_size']}px)"
+    if name == "upgrade_opset":
+        return f"opset(>={params['min_opset']})"
     return name
 
 
@@ -200,6 +206,11 @@ def sweep_summary(report: SweepReport, built_fresh: int, where: str) -> str:
     skipped = f"; {report.jobs_skipped} already measured (--force runs them again)" if report.jobs_skipped else ""
     return (f"sweep {report.sweep_id}: {report.jobs_done} jobs ({counts or 'none run'}){skipped}; "
             f"{built_fresh} variants built; results in {where}")
+
+
+def build_failures(failures: list[FailedVariant]) -> list[str]:
+    """One line per variant that did not build: which step failed and why."""
+    return [f"[red]{failure.name}: build failed at {failure.step}:[/red] {failure.reason}" for failure in failures]
 
 
 def query_table(result: QueryResult, max_rows: int) -> Table:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator.errors import DatabaseError
-from orchestrator.results.db import database_url, open_database
+from orchestrator.results.db import HEAD_REVISION, database_url, open_database
 from orchestrator.results.mapping import series_identity, series_key
 from orchestrator.results.queries import ok_results_by_series, result_rows
 from orchestrator.results.store import ResultsStore, decode_samples
@@ -60,7 +60,7 @@ def test_round_trip_through_a_real_file(tmp_path):
     # Any SQLite client reads it as is.
     with sqlite3.connect(path) as plain:
         assert plain.execute("SELECT count(*) FROM results").fetchone() == (1,)
-        assert plain.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert plain.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD_REVISION,)
         assert plain.execute("SELECT count(*) FROM latest_results").fetchone() == (1,)
 
 
@@ -104,7 +104,7 @@ def test_empty_database_has_no_last_sweep(tmp_path):
 def test_head_revision_constant_is_alembics_head():
     from alembic.script import ScriptDirectory
 
-    from orchestrator.results.db import HEAD_REVISION, alembic_config
+    from orchestrator.results.db import alembic_config
 
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
 

@@ -54,10 +54,5 @@ STEPS: Registry[BuildStep] = Registry("build step", modules={
     "fold_bn": "orchestrator.builder.fold", "iterative_prune": "orchestrator.builder.iterative",
     "train": "orchestrator.builder.train", "finetune": "orchestrator.builder.train",
     "import_onnx": "orchestrator.builder.onnx_source", "resize_input": "orchestrator.builder.onnx_source",
-    "convert_opset": "orchestrator.builder.onnx_source"})
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when it has none (for one-line errors)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    "convert_opset": "orchestrator.builder.onnx_source", "upgrade_opset": "orchestrator.builder.onnx_source",
+    "simplify": "orchestrator.builder.simplify"})

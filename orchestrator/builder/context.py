@@ -6,11 +6,13 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
+from agent.preprocess import Preprocess
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.datasets import DATASETS, Splits
 from orchestrator.errors import BuildError
 from orchestrator.models import MODELS
 from orchestrator.recipes import LoadedRecipe
+from orchestrator.recipes.sources import source_preprocess
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -30,17 +32,38 @@ class BuildContext:
 
     @cached_property
     def splits(self) -> Splits:
+        """The data set's splits, its images pre-processed for the model (an ONNX source's own pre-processing)."""
         dataset = self.recipe.dataset
         if dataset.root is not None:
             dataset = dataset.model_copy(update={"root": str(self.loaded.resolve(dataset.root))})
-        return DATASETS.get(dataset.name).load(dataset)
+        source = DATASETS.get(dataset.name)
+        preprocess = self.preprocess
+        if preprocess is None:
+            return source.load(dataset)
+        if not source.takes_preprocess:
+            raise self.loaded.error_at(("model", "preprocess"), f"this model needs its own pre-processing "
+                                       f"({preprocess.layout} {preprocess.dtype}), which applies to data sets read "
+                                       f"from image files (image_folder), not to {dataset.name}")
+        return source.load(dataset, preprocess)
+
+    @cached_property
+    def preprocess(self) -> Preprocess | None:
+        """How images become an ONNX source's input (declared in the recipe, else inferred from the model's input
+        and the data set); None for a zoo model, and for an ONNX model that takes the data set's own (NCHW
+        float32, no declaration)."""
+        if self.recipe.model.onnx is None:
+            return None
+        return source_preprocess(self.loaded)
 
     def images(self, split: str, size: int | None) -> Any:
-        """The train or test images at `size` pixels (bilinear resize, cached), for calibration and scoring."""
+        """The train or test images at `size` pixels (read again from the files where the data set keeps them,
+        else a bilinear resize; cached), for calibration and scoring."""
         images = self.splits.train_x if split == "train" else self.splits.test_x
-        if size is None or images.shape[-1] == size and images.shape[-2] == size:
+        if size is None or size == self.recipe.dataset.image_size:
             return images
         key = (split, size)
+        if key not in self._resized and self.splits.at_size is not None:
+            self._resized[key] = self.splits.at_size(split, size)
         if key not in self._resized:
             import torch
             import torch.nn.functional as F

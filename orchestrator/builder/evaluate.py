@@ -13,13 +13,20 @@ if TYPE_CHECKING:
     import torch
 
 
+def input_dtype(onnxruntime_type: str) -> Any:
+    """The numpy dtype of an onnxruntime input type string such as `tensor(uint8)` (float32 when unusual)."""
+    names = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
+             "tensor(int8)": np.int8}
+    return names.get(onnxruntime_type, np.float32)
+
+
 def onnx_top1(model_path: str, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
     """Top-1 accuracy of an ONNX classifier over (x, y) on this host's CPU."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
-    dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+    dtype = input_dtype(model_input.type)
     fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
     batch = fixed_batch or batch
     # A fixed batch dimension cannot take a short last batch: those samples go unscored.
@@ -59,7 +66,7 @@ def host_accuracy(ctx: Any, sha256: str, image_size: int) -> float | None:
 
         session = ort.InferenceSession(str(ctx.store.path(sha256, ".onnx")), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
+        dtype = input_dtype(session.get_inputs()[0].type)
         return _detection_score(ctx, lambda x: session.run(None, {name: x.astype(dtype, copy=False)})[0], image_size)
     return None
 

@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.builder import STEPS, OnnxNode, TorchNode, first_line
+from orchestrator.builder import STEPS, OnnxNode, TorchNode
 from orchestrator.builder.context import INPUT_NAME, OUTPUT_NAME
 from orchestrator.builder.evaluate import host_accuracy, host_metric, size_figures
-from orchestrator.errors import BuildError
+from orchestrator.errors import BuildError, first_line
 
 if TYPE_CHECKING:
     import torch

@@ -15,8 +15,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.builder import STEPS, TorchNode, first_line
-from orchestrator.errors import BuildError
+from orchestrator.builder import STEPS, TorchNode
+from orchestrator.errors import BuildError, first_line
 
 if TYPE_CHECKING:
     from torch import nn

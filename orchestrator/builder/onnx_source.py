@@ -1,11 +1,18 @@
-"""Steps for a model that starts as a user's ONNX file: import it, change its input size, convert its opset.
+"""Steps for a model that starts as a user's ONNX file: import (and normalize) it, change its input size,
+convert or upgrade its opset.
 
-Steps that need torch (training, pruning, folding) are refused for such a
-model when its recipe is loaded (recipes/schema.py: onnx_source_conflicts).
+Files from elsewhere are rarely shaped like orch's own exports: the classic model zoo's are IR version 3 at
+opset 9 with every initializer also listed as a graph input; TensorFlow's detectors take NHWC uint8 images;
+many exports have dynamic batch and spatial dimensions. Import normalizes what later steps cannot take
+(initializers out of the inputs, an IR version that allows that, shape inference) without changing what the
+graph computes, and works out how images become the model's input (agent/preprocess.py) from the model and
+the recipe. Steps that need torch (training, pruning, folding) are refused for such a model when its recipe is
+loaded (recipes/schema.py: onnx_source_conflicts).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,38 +20,36 @@ import numpy as np
 
 from orchestrator.builder import STEPS, OnnxNode
 from orchestrator.builder.evaluate import host_accuracy, host_metric
-from orchestrator.errors import ModelSourceError
+from orchestrator.errors import ModelSourceError, first_line
+from orchestrator.models.onnx_file import describe_input, image_input, load_source
 
 if TYPE_CHECKING:
     import onnx
 
-
-def numpy_dtype(elem_type: int) -> str:
-    """The numpy dtype name of an ONNX tensor element type (float32 for anything unusual)."""
+def normalized(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same graph in a form later steps take: no initializer listed as an input (IR version 4 allows it),
+    shapes inferred."""
     import onnx
 
-    names: dict[int, str] = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
-                             onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8",
-                             onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32"}
-    return names.get(elem_type, "float32")
-
-
-def describe_input(model: onnx.ModelProto, image_size: int) -> dict[str, Any]:
-    """The first graph input as {name, shape, dtype}, symbolic dims made concrete (batch 1, H = W = image_size)."""
     initializers = {init.name for init in model.graph.initializer}
-    graph_input = next(i for i in model.graph.input if i.name not in initializers)
-    tensor = graph_input.type.tensor_type
-    shape = []
-    for index, dim in enumerate(tensor.shape.dim):
-        if dim.HasField("dim_value") and dim.dim_value > 0:
-            shape.append(int(dim.dim_value))
-        else:
-            shape.append(1 if index == 0 else image_size if index >= 2 else 3)
-    return {"name": graph_input.name, "shape": shape, "dtype": numpy_dtype(tensor.elem_type)}
+    kept = [graph_input for graph_input in model.graph.input if graph_input.name not in initializers]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.ir_version = max(model.ir_version, onnx.helper.find_min_ir_version_for(list(model.opset_import)), 4)
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is help, not a requirement: a graph it cannot follow still runs
+        return model
 
 
-def parameter_count(model: onnx.ModelProto) -> int:
-    return int(sum(np.prod(init.dims) for init in model.graph.initializer))
+def image_side(model_input: dict[str, Any]) -> int:
+    """The height of a (square) image input described by describe_input, whatever its layout."""
+    return int(model_input["shape"][1 if model_input.get("layout") == "NHWC" else 2])
+
+
+def opsets(model: onnx.ModelProto) -> dict[str, int]:
+    """The model's opset imports, ai.onnx as ""."""
+    return {entry.domain or "": int(entry.version) for entry in model.opset_import}
 
 
 def check_runs(data: bytes, model_input: dict[str, Any], what: str) -> None:
@@ -55,33 +60,34 @@ def check_runs(data: bytes, model_input: dict[str, Any], what: str) -> None:
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         session.run(None, {model_input["name"]: np.zeros(model_input["shape"], dtype=model_input["dtype"])})
     except Exception as exc:  # onnxruntime raises several unrelated exception types; the cause is kept
-        raise ModelSourceError(f"{what}: onnxruntime cannot run it: {str(exc).splitlines()[0]}") from exc
+        raise ModelSourceError(f"{what}: onnxruntime cannot run it: {first_line(exc)}") from exc
+
+
+def graph_figures(model: onnx.ModelProto) -> dict[str, Any]:
+    """Parameters (initializer elements), node count and opset imports of a graph."""
+    params = int(sum(np.prod(init.dims) for init in model.graph.initializer))
+    return {"params": params, "onnx_nodes": len(model.graph.node), "opsets": opsets(model)}
 
 
 class ImportOnnxStep:
-    """Take the user's ONNX file (external weights inlined) into the store as one self-contained file."""
+    """Take the user's ONNX file into the store, normalized (see the module docstring), as one self-contained file."""
 
     name = "import_onnx"
-    version = "1"
+    version = "2"  # 2: normalized (initializers out of the inputs, IR >= 4, shapes inferred), pre-processing
     produces = "onnx"
 
     def run(self, ctx: Any, parent: None, params: dict[str, Any]) -> OnnxNode:
-        import onnx
-
         path = Path(params["path"])
-        if not path.is_file():
-            raise ModelSourceError(f"{path}: no such ONNX file")
-        try:
-            model = onnx.load(str(path), load_external_data=True)
-            onnx.checker.check_model(model)
-        except Exception as exc:  # protobuf and onnx raise assorted errors for a bad file
-            raise ModelSourceError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
+        model = normalized(load_source(path))
+        preprocess = ctx.preprocess
+        model_input = describe_input(image_input(model, str(path)), preprocess, ctx.recipe.dataset.image_size,
+                                     str(path))
         data = model.SerializeToString()
-        model_input = describe_input(model, ctx.recipe.dataset.image_size)
         check_runs(data, model_input, str(path))
         sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"input": model_input, "params": parameter_count(model), "macs": None,
-                              "sparsity": None, "host_accuracy": host_accuracy(ctx, sha, model_input["shape"][-1]),
+        return OnnxNode(sha, {"input": model_input, "preprocess": asdict(preprocess) if preprocess else None,
+                              **graph_figures(model), "macs": None, "sparsity": None,
+                              "host_accuracy": host_accuracy(ctx, sha, image_side(model_input)),
                               "host_metric": host_metric(ctx)})
 
 
@@ -89,7 +95,7 @@ class ResizeInputStep:
     """Set the input's height and width, where the graph permits (checked by running it)."""
 
     name = "resize_input"
-    version = "1"
+    version = "2"  # 2: NHWC inputs
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
@@ -98,47 +104,82 @@ class ResizeInputStep:
         size = params["image_size"]
         model = onnx.load(str(ctx.store.path(parent.sha256, ".onnx")))
         model_input = dict(parent.meta["input"])
+        spatial = (1, 2) if model_input.get("layout") == "NHWC" else (2, 3)
         graph_input = next(i for i in model.graph.input if i.name == model_input["name"])
         dims = graph_input.type.tensor_type.shape.dim
-        if len(dims) != 4:
-            raise ModelSourceError(f"input_size {size}: input {model_input['name']!r} is not NCHW (rank {len(dims)})")
-        for dim in (dims[2], dims[3]):
-            dim.Clear()
-            dim.dim_value = size
+        for axis in spatial:
+            dims[axis].Clear()
+            dims[axis].dim_value = size
         del model.graph.value_info[:]  # inferred shapes of the old size no longer hold
         for output in model.graph.output:
             for dim in output.type.tensor_type.shape.dim:
                 if dim.HasField("dim_value"):
                     dim.Clear()
                     dim.dim_param = "resized"
-        model_input["shape"] = [model_input["shape"][0], model_input["shape"][1], size, size]
+        shape = list(model_input["shape"])
+        for axis in spatial:
+            shape[axis] = size
+        model_input["shape"] = shape
         data = model.SerializeToString()
         check_runs(data, model_input, f"input_size {size}")
         sha = ctx.store.put(data, ".onnx")
         return OnnxNode(sha, {"input": model_input, "host_accuracy": host_accuracy(ctx, sha, size)})
 
 
+def converted(model: onnx.ModelProto, opset: int, what: str) -> onnx.ModelProto:
+    """The model at ai.onnx `opset` (onnx's version converter), its IR version raised to what that opset needs."""
+    import onnx
+    from onnx import version_converter
+
+    try:
+        result = version_converter.convert_version(model, opset)
+    except Exception as exc:  # the converter raises RuntimeError/ValueError by op
+        raise ModelSourceError(f"{what}: onnx's version converter cannot take it to opset {opset}: "
+                               f"{first_line(exc)}") from exc
+    result.ir_version = max(result.ir_version, onnx.helper.find_min_ir_version_for(list(result.opset_import)))
+    return result
+
+
 class ConvertOpsetStep:
-    """Convert the graph to another ONNX opset with onnx's version converter."""
+    """Convert the graph to another ONNX opset with onnx's version converter (the recipe's `opset`)."""
 
     name = "convert_opset"
+    version = "2"  # 2: IR version raised with the opset
+    produces = "onnx"
+
+    def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
+        import onnx
+
+        model = converted(onnx.load(str(ctx.store.path(parent.sha256, ".onnx"))), params["opset"],
+                          f"opset {params['opset']}")
+        data = model.SerializeToString()
+        check_runs(data, parent.meta["input"], f"opset {params['opset']}")
+        sha = ctx.store.put(data, ".onnx")
+        return OnnxNode(sha, {"opsets": opsets(model),
+                              "host_accuracy": host_accuracy(ctx, sha, image_side(parent.meta["input"]))})
+
+
+class UpgradeOpsetStep:
+    """Raise ai.onnx to `min_opset` when the graph is older (what quantization needs); nothing otherwise."""
+
+    name = "upgrade_opset"
     version = "1"
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
         import onnx
-        from onnx import version_converter
 
         model = onnx.load(str(ctx.store.path(parent.sha256, ".onnx")))
-        try:
-            converted = version_converter.convert_version(model, params["opset"])
-        except Exception as exc:  # the converter raises RuntimeError/ValueError by op
-            raise ModelSourceError(f"opset {params['opset']}: cannot convert: {str(exc).splitlines()[0]}") from exc
-        data = converted.SerializeToString()
-        check_runs(data, parent.meta["input"], f"opset {params['opset']}")
+        target = params["min_opset"]
+        if opsets(model).get("", 1) >= target:
+            return OnnxNode(parent.sha256, {})
+        model = converted(model, target, f"quantization needs opset {target}")
+        data = model.SerializeToString()
+        check_runs(data, parent.meta["input"], f"opset {target}")
         sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha, parent.meta["input"]["shape"][-1])})
+        return OnnxNode(sha, {"opsets": opsets(model),
+                              "host_accuracy": host_accuracy(ctx, sha, image_side(parent.meta["input"]))})
 
 
-for _step in (ImportOnnxStep(), ResizeInputStep(), ConvertOpsetStep()):
+for _step in (ImportOnnxStep(), ResizeInputStep(), ConvertOpsetStep(), UpgradeOpsetStep()):
     STEPS.register(_step.name)(_step)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.artifacts import ArtifactStore, npz_bytes
 from orchestrator.builder import STEPS, OnnxNode, TorchNode, checkpoint
 from orchestrator.builder.context import BuildContext
-from orchestrator.errors import BuildError
+from orchestrator.errors import BuildError, ModelSourceError, first_line
 from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
 
 
@@ -40,6 +39,27 @@ class BuiltVariant:
         return sum(step["wall_s"] for step in self.lineage)
 
 
+@dataclass(frozen=True)
+class FailedVariant:
+    """A variant whose build failed at a step after its model source: the step, why (one line), and the id it
+    is recorded under (it has no artifact: the lineage key of its last step)."""
+
+    name: str
+    key: str
+    axes: dict[str, Any]
+    steps: list[dict[str, Any]]
+    step: str
+    reason: str
+
+
+class StepFailed(Exception):
+    """A build step that failed for one variant (carried up to Builder.build, which turns it into a FailedVariant)."""
+
+    def __init__(self, step: str, reason: str):
+        super().__init__(f"{step}: {reason}")
+        self.step, self.reason = step, reason
+
+
 def step_key(parent_key: str | None, step: Step) -> str:
     impl = STEPS.get(step.name)
     body = {"parent": parent_key, "step": step.name, "version": impl.version, "params": step.params}
@@ -55,18 +75,30 @@ class Builder:
         self.context = BuildContext(loaded, store)
         self.context.base_model = self._base_model
         self._memo: dict[str, TorchNode | OnnxNode] = {}
+        self._failed: dict[str, StepFailed] = {}
+        self.failures: list[FailedVariant] = []
         self.steps_run = 0
 
     def plans(self) -> list[VariantPlan]:
         return expand(self.loaded)
 
-    def build(self, plan: VariantPlan) -> BuiltVariant:
-        """Build one variant (and whatever of its lineage is not cached yet)."""
+    def build(self, plan: VariantPlan) -> BuiltVariant | FailedVariant:
+        """Build one variant (and whatever of its lineage is not cached yet).
+
+        A step after the model source that fails (BuildError, or ModelSourceError for what that one variant asks
+        of the model) fails only this variant, and every variant sharing that step: the result says which step
+        and why. A failure of the source itself (training, importing the model) is every variant's: it is raised.
+        """
         before = self.steps_run
         keys: list[str] = []
         for step in plan.steps:
             keys.append(step_key(keys[-1] if keys else None, step))
-        node = self._materialize(plan.steps, keys, len(plan.steps) - 1)
+        try:
+            node = self._materialize(plan.steps, keys, len(plan.steps) - 1)
+        except StepFailed as failed:
+            return FailedVariant(name=plan.name, key=keys[-1], axes=plan.axes,
+                                 steps=[{"step": step.name, "params": step.params} for step in plan.steps],
+                                 step=failed.step, reason=failed.reason)
         if not isinstance(node, OnnxNode):
             raise BuildError(f"variant {plan.name}: its last step {plan.steps[-1].name} does not produce ONNX")
         return BuiltVariant(name=plan.name, sha256=node.sha256, axes=plan.axes, lineage=node.meta["lineage"],
@@ -74,13 +106,20 @@ class Builder:
                             file_size_bytes=self.store.path(node.sha256, ".onnx").stat().st_size,
                             steps_run=self.steps_run - before)
 
-    def build_all(self, on_built: Callable[[BuiltVariant], None] | None = None) -> list[BuiltVariant]:
-        built = []
+    def build_all(self, observer: BuildObserver | None = None) -> list[BuiltVariant]:
+        """Every variant of the recipe that builds, telling `observer` of each variant as it is built or fails;
+        the ones that failed are kept in `failures`."""
+        built: list[BuiltVariant] = []
         for plan in self.plans():
             variant = self.build(plan)
+            if isinstance(variant, FailedVariant):
+                self.failures.append(variant)
+                if observer:
+                    observer.variant_failed(variant)
+                continue
             built.append(variant)
-            if on_built:
-                on_built(variant)
+            if observer:
+                observer.variant_built(variant)
         return built
 
     def _base_model(self) -> object:
@@ -107,6 +146,8 @@ class Builder:
         key, step = keys[index], steps[index]
         if key in self._memo:
             return self._memo[key]
+        if key in self._failed:
+            raise self._failed[key]
         impl = STEPS.get(step.name)
         # A step that is cheap and deterministic from its parent (fold_bn, sparsify) is not
         # checkpointed: when a child needs it again, it is re-run from its parent.
@@ -115,7 +156,13 @@ class Builder:
         if node is None:
             parent = self._materialize(steps, keys, index - 1) if index > 0 else None
             started = time.perf_counter()
-            node = impl.run(self.context, parent, step.params)
+            try:
+                node = impl.run(self.context, parent, step.params)
+            except (BuildError, ModelSourceError) as exc:
+                if index == 0:
+                    raise  # the model source: no variant can be built
+                self._failed[key] = StepFailed(step.name, first_line(exc))
+                raise self._failed[key] from exc
             wall_s = time.perf_counter() - started
             inherited = dict(parent.meta) if parent is not None else {}
             inherited.update(node.meta)
@@ -150,11 +197,12 @@ class BuildObserver(Protocol):
 
     def build_started(self, total: int) -> None: ...
     def variant_built(self, variant: BuiltVariant) -> None: ...
+    def variant_failed(self, variant: FailedVariant) -> None: ...
 
 
 @dataclass
 class BuildOutcome:
-    """The variants a build produced, how many steps it ran, and the evaluation set it made (or None).
+    """The variants a build produced, the ones that failed, how many steps it ran, and the evaluation set it made.
 
     recipe: the recipe's name
     evaluation: sha256 of the test split as an .npz in the store, for on-device accuracy (build_recipe's
@@ -165,16 +213,17 @@ class BuildOutcome:
     variants: list[BuiltVariant]
     steps_run: int
     evaluation: str | None = None
+    failures: list[FailedVariant] = field(default_factory=list)
 
 
 def build_recipe(loaded: LoadedRecipe, store: ArtifactStore, observer: BuildObserver | None = None,
                  evaluation: bool = False) -> BuildOutcome:
-    """Build every variant of a recipe (reusing the cache), telling `observer` as each is built; with
+    """Build every variant of a recipe (reusing the cache), telling `observer` as each is built or fails; with
     `evaluation`, also put the test split in the store for on-device scoring."""
     builder = Builder(loaded, store)
     plans = builder.plans()
     if observer:
         observer.build_started(len(plans))
-    built = builder.build_all(observer.variant_built if observer else None)
+    built = builder.build_all(observer)
     return BuildOutcome(loaded.recipe.name, built, builder.steps_run,
-                        builder.evaluation_set() if evaluation else None)
+                        builder.evaluation_set() if evaluation and built else None, builder.failures)

@@ -12,18 +12,31 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import re
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from orchestrator.artifacts import sha256_bytes
-from orchestrator.builder import STEPS, OnnxNode, first_line
+from orchestrator.builder import STEPS, OnnxNode
 from orchestrator.builder.evaluate import host_accuracy
-from orchestrator.errors import BuildError
+from orchestrator.builder.onnx_source import image_side
+from orchestrator.errors import BuildError, first_line
+from orchestrator.recipes import QuantizeSpec
+
+if TYPE_CHECKING:
+    import onnx
 
 CALIBRATION_SEED = 0
+# Images each variant is compared with the model it came from on (its `agreement`).
+AGREEMENT_IMAGES = 16
+# Op types fp16 conversion may keep in float32 before giving up on a model.
+MAX_FP16_FALLBACKS = 16
 
 
 class ArrayCalibration:
@@ -85,6 +98,22 @@ def ranges_key(source: Path, calibration: str, samples: int) -> str:
     return sha256_bytes(json.dumps(body, sort_keys=True).encode())
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """onnxruntime.quantization logs advice to the root logger and prints progress, and the fp16 converter warns of
+    every weight it rounds: all of it would land on the CLI's terminal, in the middle of its progress bars (the
+    result's `agreement` says what the rounding cost)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train_x: np.ndarray,
                     ranges_dir: Path | None = None) -> bytes:
     """The ONNX bytes of `source` quantized (or converted to fp16) as `params` say; static calibration
@@ -97,11 +126,7 @@ def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train
     formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
     mode = params["mode"]
     if mode == "fp16":
-        import onnx
-        from onnxconverter_common import float16
-
-        converted = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-        return converted.SerializeToString()
+        return fp16_bytes(source, input_name, train_x[:1])[0]
     with tempfile.TemporaryDirectory(prefix="orch-quant-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized.onnx"
         quant_pre_process(str(source), str(prepared))
@@ -122,24 +147,112 @@ def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train
         return quantized.read_bytes()
 
 
+def fp16_bytes(source: Path, input_name: str, example: np.ndarray) -> tuple[bytes, list[str]]:
+    """`source` in float16 with float32 inputs and outputs kept (onnxconverter-common); an op that onnxruntime's
+    CPU provider has no float16 kernel for stays float32, found by trying. The bytes, and the ops kept float32."""
+    import onnx
+    import onnxruntime as ort
+    from onnxconverter_common import float16
+
+    original = separate_outputs(onnx.load(str(source)))
+    op_types = {node.name: node.op_type for node in original.graph.node if node.name}
+    # The converter leaves a Cast's target type as it was (a cast to float32 then feeds float16 ops): kept in
+    # float32, it is followed by the converter's own cast to float16.
+    kept: list[str] = ["Cast"]
+    while len(kept) <= MAX_FP16_FALLBACKS:
+        model = float16.convert_float_to_float16(onnx.ModelProto.FromString(original.SerializeToString()),
+                                                 keep_io_types=True,
+                                                 op_block_list=float16.DEFAULT_OP_BLOCK_LIST + kept)
+        del model.graph.value_info[:]  # the converter's guesses of intermediate types can be stale: let them go
+        data: bytes = model.SerializeToString()
+        try:
+            ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {input_name: example})
+            return data, kept[1:]
+        except Exception as exc:  # onnxruntime's errors come in several types; only an op's own refusal is retried
+            culprit = _fp16_culprit(str(exc), op_types)
+            if culprit is None or culprit in kept:
+                raise
+            kept.append(culprit)
+    raise BuildError(f"float16 needs more than {MAX_FP16_FALLBACKS} op types kept in float32 ({', '.join(kept)})")
+
+
+def separate_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same graph, with every graph output that other nodes also read given its own Identity: the fp16
+    converter (keep_io_types) otherwise feeds those nodes its float32 copy, or loops forever on them."""
+    from onnx import helper
+
+    outputs = {output.name for output in model.graph.output}
+    for name in outputs & {tensor for node in model.graph.node for tensor in node.input}:
+        inner = f"{name}__orch_inner"
+        for node in model.graph.node:
+            node.input[:] = [inner if tensor == name else tensor for tensor in node.input]
+            node.output[:] = [inner if tensor == name else tensor for tensor in node.output]
+        model.graph.node.append(helper.make_node("Identity", [inner], [name]))
+    return model
+
+
+def _fp16_culprit(message: str, op_types: dict[str, str]) -> str | None:
+    """The op type onnxruntime refused in float16: one it has no float16 kernel for, or a node whose float16 form
+    the converter got wrong (a Cast that still says float32)."""
+    missing = re.search(r"Could not find an implementation for (\w+)\(", message)
+    if missing:
+        return missing.group(1)
+    node = re.search(r"(?:of|in) node \(([^)]*)\)", message)
+    return op_types.get(node.group(1)) if node else None
+
+
+def agreement(source: Path, data: bytes, input_name: str, images: np.ndarray) -> dict[str, Any]:
+    """How closely `data` (a variant of `source`) reproduces its outputs on `images`: the mean relative L2 error
+    of the outputs the two share in shape, and how often their top-1 classes agree (classifier outputs only).
+    A variant that does not run, or answers NaN or infinity, is a BuildError."""
+    import onnxruntime as ort
+
+    reference = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    try:
+        variant = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        results = [(reference.run(None, {input_name: image[None]}), variant.run(None, {input_name: image[None]}))
+                   for image in images]
+    except Exception as exc:  # onnxruntime's errors come in several types; the cause is kept
+        raise BuildError(f"onnxruntime cannot run the result: {first_line(exc)}") from exc
+    errors: list[float] = []
+    same: list[bool] = []
+    for expected, got in results:
+        if not all(np.isfinite(out).all() for out in got if np.issubdtype(out.dtype, np.floating)):
+            raise BuildError("the result answers NaN or infinity where the model it came from does not")
+        pairs = [(e.astype(np.float64), g.astype(np.float64)) for e, g in zip(expected, got, strict=True)
+                 if e.shape == g.shape and np.issubdtype(e.dtype, np.floating)]
+        errors.extend(float(np.linalg.norm(e - g)) / max(float(np.linalg.norm(e)), 1e-12) for e, g in pairs)
+        if pairs and pairs[0][0].size > 1:
+            same.append(int(np.argmax(pairs[0][0])) == int(np.argmax(pairs[0][1])))
+    return {"relative_error": float(np.mean(errors)) if errors else None,
+            "top1_agreement": float(np.mean(same)) if same else None, "n": len(results)}
+
+
 class QuantizeStep:
     """Quantize (dynamic or static, any onnxruntime format and types) or convert to fp16."""
 
     name = "quantize"
-    version = "3"  # 3: entropy calibration searches a 2048-bin histogram (it gave MinMax's ranges)
+    version = "4"  # 4: fp16 keeps ops without float16 kernels in float32; the result is run and compared
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
         source = ctx.store.path(parent.sha256, ".onnx")
-        size = parent.meta["input"]["shape"][-1]
+        model_input = parent.meta["input"]
+        size = image_side(model_input)
+        images = ctx.images("train", size)
+        setting = QuantizeSpec(**{**params, "samples": None}).label
         try:
-            data = quantized_bytes(source, params, parent.meta["input"]["name"], ctx.images("train", size),
-                                   ranges_dir=ctx.store.root / "calibration")
+            with quiet():
+                data = quantized_bytes(source, params, model_input["name"], images,
+                                       ranges_dir=ctx.store.root / "calibration")
         except Exception as exc:  # onnxruntime.quantization raises assorted types by op and setting; cause kept
-            setting = ", ".join(f"{key}={value}" for key, value in params.items())
             raise BuildError(f"quantize ({setting}): {type(exc).__name__}: {first_line(exc)}") from exc
+        try:
+            fidelity = agreement(source, data, model_input["name"], calibration_images(images, AGREEMENT_IMAGES))
+        except BuildError as exc:
+            raise BuildError(f"quantize ({setting}): {exc}") from exc
         sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha, size)})
+        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha, size), "agreement": fidelity})
 
 
 STEPS.register(QuantizeStep.name)(QuantizeStep())

@@ -11,7 +11,7 @@ import typer
 from orchestrator.cli.options import ArtifactsOption, DbOption, InventoryOption, console, errors, lab, show
 from orchestrator.errors import FailureFound, RecipeError, UserError
 from orchestrator.recipes import check_recipe, expand, load_recipe
-from orchestrator.ui import SweepProgress, plans_table, results_table, sweep_summary, variants_table
+from orchestrator.ui import SweepProgress, build_failures, plans_table, results_table, sweep_summary, variants_table
 
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
 
@@ -35,9 +35,12 @@ def sweep(
     with SweepProgress(console) as progress:
         report = where.sweep(recipe, devices, force=force, wait_for_lock=lock == "wait", repeat=repeat,
                              observer=progress)
-    show(sweep_summary(report, progress.built_fresh, where.engine.url.database or str(where.engine.url)))
-    if report.down:
-        raise FailureFound("; ".join(f"{board.device} is down: {board.reason}" for board in report.down))
+    show(sweep_summary(report, progress.built_fresh, where.engine.url.database or str(where.engine.url)),
+         *build_failures(report.failed_builds))
+    problems = [f"{board.device} is down: {board.reason}" for board in report.down]
+    problems += [f"{len(report.failed_builds)} variants did not build"] if report.failed_builds else []
+    if problems:
+        raise FailureFound("; ".join(problems))
 
 
 def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOption = Path("artifacts")) -> None:
@@ -48,7 +51,10 @@ def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOptio
     built = sum(1 for v in outcome.variants if v.steps_run)
     summary = f"built {built} variants ({outcome.steps_run} steps)" if built else "nothing to build: all cached"
     show(variants_table(outcome.variants, title=f"{outcome.recipe}: {len(outcome.variants)} variants"),
-         f"{summary}, {time.perf_counter() - started:.1f} s; artifacts in {artifacts}/")
+         f"{summary}, {time.perf_counter() - started:.1f} s; artifacts in {artifacts}/",
+         *build_failures(outcome.failures))
+    if outcome.failures:
+        raise FailureFound(f"{len(outcome.failures)} variants did not build")
 
 
 def results(

@@ -2,7 +2,7 @@
 
 Contract of a data set module: it defines a pydantic `Spec` (subclass of
 DatasetSpec, with `name: Literal["<its name>"]` and its own options) and a
-loader `load(spec) -> Splits`, and registers both:
+loader `load(spec) -> Splits` (or `load(spec, preprocess)`, see Dataset), and registers both:
 
     DATASETS.register("cifar10")(Dataset(Spec, load))
 
@@ -15,7 +15,7 @@ naming the path and the expected layout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,8 @@ class Splits:
         [class_id, x1, y1, x2, y2, difficult] in pixels of the resized image
     class_names: names of the class ids, in order
     task: "classification" or "detection"
+    at_size: the train or test images read again at another square size, for data sets that keep their
+        files (None: the images are resized from the arrays here, NCHW float)
     """
 
     train_x: np.ndarray
@@ -56,6 +58,7 @@ class Splits:
     test_y: Any
     class_names: tuple[str, ...]
     task: str = "classification"
+    at_size: Callable[[str, int], np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -68,10 +71,15 @@ class Splits:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A registered data set: its recipe schema and its loader."""
+    """A registered data set: its recipe schema and its loader.
+
+    load(spec) -> Splits; a data set with `takes_preprocess` reads image files, and its loader also takes an
+    agent.preprocess.Preprocess (load(spec, preprocess)) to read them as a model's pre-processing says
+    """
 
     spec: type[DatasetSpec]
-    load: Callable[[Any], Splits]
+    load: Callable[..., Splits]
+    takes_preprocess: bool = False
 
 
 DATASETS: Registry[Dataset] = Registry("dataset", modules={

@@ -4,8 +4,10 @@ Images are .jpg, .jpeg, .png or .bmp (any case). In the ImageNet-style
 layout, `root/<class>/**/<image>`, class ids follow the sorted folder names.
 In the flat layout, `root/<image>`, there are no labels: both splits carry
 label -1 and class_names is empty, so accuracy cannot be scored. Every image
-is resized plainly (bilinear, aspect ratio not kept) to image_size x
-image_size, scaled to [0, 1], then normalized with `mean`/`std` when given.
+is read by agent/preprocess.py: by default resized plainly (bilinear, aspect
+ratio not kept) to image_size x image_size, scaled to [0, 1], then normalized
+with `mean`/`std` when given, NCHW float32; an ONNX model's declared or
+inferred pre-processing (letterbox, crop, NHWC, uint8, ...) replaces that.
 The test split is a fixed-seed draw of `test_fraction` of the images of each
 class (of all images when flat).
 """
@@ -13,6 +15,7 @@ class (of all images when flat).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field, model_validator
 
+from agent.preprocess import Preprocess
 from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
 from orchestrator.errors import DatasetError
 
@@ -29,19 +33,15 @@ SPLIT_SEED = 0
 NO_LABEL = -1
 
 
-def read_image(path: Path, size: int, mode: Literal["RGB", "L"] = "RGB") -> tuple[np.ndarray, tuple[int, int]]:
-    """An image file as float32 CHW in [0, 1], resized plainly to size x size, and its original (width, height)."""
+def read_image(path: Path, preprocess: Preprocess) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file as one model input (agent/preprocess.py), and its original (width, height)."""
     try:
-        with Image.open(path) as image:
-            original = image.size
-            pixels = np.asarray(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+        values, placement = preprocess.file(str(path))
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file is missing") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
-    pixels /= 255.0
-    chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    return np.ascontiguousarray(chw), original
+    return values, placement.original_size
 
 
 class Spec(DatasetSpec):
@@ -73,6 +73,11 @@ class Spec(DatasetSpec):
         if self.std is not None and any(value <= 0 for value in self.std):
             raise ValueError("std values must be > 0")
         return self
+
+    def preprocess(self, size: int | None = None) -> Preprocess:
+        """This data set's own pre-processing: plain resize, scaled to [0, 1], its channels, mean and std, NCHW."""
+        side = size or self.image_size
+        return Preprocess(size=[side, side], channels=self.channels, mean=self.mean, std=self.std)
 
 
 def _is_image(path: Path) -> bool:
@@ -117,30 +122,31 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int = SPLIT_SE
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _read_all(paths: list[Path], spec: Spec) -> np.ndarray:
-    mode: Literal["RGB", "L"] = "L" if spec.channels == "L" else "RGB"
-    images = np.empty((len(paths), 1 if mode == "L" else 3, spec.image_size, spec.image_size), dtype=np.float32)
+def read_all(paths: list[Path], preprocess: Preprocess) -> np.ndarray:
+    """Image files as one batch of model inputs."""
+    images = np.empty([len(paths), *preprocess.shape[1:]], dtype=preprocess.dtype)
     for index, path in enumerate(paths):
-        images[index] = read_image(path, spec.image_size, mode)[0]
-    if spec.channels == "BGR":
-        images = np.ascontiguousarray(images[:, ::-1])
-    if spec.mean is not None:
-        images -= np.array(spec.mean, dtype=np.float32)[None, :, None, None]
-    if spec.std is not None:
-        images /= np.array(spec.std, dtype=np.float32)[None, :, None, None]
+        images[index] = read_image(path, preprocess)[0]
     return images
 
 
-def load(spec: Spec) -> Splits:
-    """The folder's images split into train and test; see the module docstring for labels and normalization."""
+def load(spec: Spec, preprocess: Preprocess | None = None) -> Splits:
+    """The folder's images split into train and test, each image pre-processed as `preprocess` says (default:
+    the data set's own, see the module docstring); other sizes are read again from the files."""
     paths, labels, class_names = find_images(spec.root)
     if spec.limit is not None and spec.limit < len(paths):
         keep = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(paths))[:spec.limit])
         paths, labels = [paths[index] for index in keep], labels[keep]
     train, test = split_indices(labels, spec.test_fraction)
-    return Splits(train_x=_read_all([paths[index] for index in train], spec), train_y=labels[train],
-                  test_x=_read_all([paths[index] for index in test], spec), test_y=labels[test],
-                  class_names=class_names)
+    chosen = preprocess or spec.preprocess()
+    files = {"train": [paths[index] for index in train], "test": [paths[index] for index in test]}
+
+    def at_size(split: str, size: int) -> np.ndarray:
+        return read_all(files[split], replace(chosen, size=[size, size]))
+
+    return Splits(train_x=read_all(files["train"], chosen), train_y=labels[train],
+                  test_x=read_all(files["test"], chosen), test_y=labels[test], class_names=class_names,
+                  at_size=at_size)
 
 
-DATASETS.register("image_folder")(Dataset(Spec, load))
+DATASETS.register("image_folder")(Dataset(Spec, load, takes_preprocess=True))

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from agent.preprocess import Preprocess
 from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
 from orchestrator.datasets.image_folder import read_image
 from orchestrator.errors import DatasetError
@@ -165,10 +166,11 @@ def _read_set(folder: Path, set_name: str, spec: Spec, limit: int | None) -> tup
         raise DatasetError(f"{folder / 'ImageSets' / 'Main' / f'{set_name}.txt'}: no listed image holds an object "
                            f"of {', '.join(class_ids)}")
     size = spec.image_size
+    grid = Preprocess(size=[size, size])
     images = np.empty((len(kept), 3, size, size), dtype=np.float32)
     boxes = []
     for index, (image_id, objects) in enumerate(kept):
-        images[index], (width, height) = read_image(folder / "JPEGImages" / f"{image_id}.jpg", size)
+        images[index], (width, height) = read_image(folder / "JPEGImages" / f"{image_id}.jpg", grid)
         boxes.append(_box_rows(objects, class_ids, size / width, size / height))
     return images, boxes
 
@@ -177,13 +179,14 @@ def _read_presence(folder: Path, set_name: str, spec: Spec, limit: int | None) -
     """Every listed image, labelled 1 when it holds an object of spec.presence_of, else 0."""
     ids = read_ids(folder / "ImageSets" / "Main" / f"{set_name}.txt")[:limit]
     size = spec.image_size
+    grid = Preprocess(size=[size, size])
     images = np.empty((len(ids), 3, size, size), dtype=np.float32)
     labels = np.zeros(len(ids), dtype=np.int64)
     for index, image_id in enumerate(ids):
         objects = read_annotation(folder / "Annotations" / f"{image_id}.xml")
         labels[index] = any(obj.class_name == spec.presence_of and (spec.include_difficult or not obj.difficult)
                             for obj in objects)
-        images[index], _ = read_image(folder / "JPEGImages" / f"{image_id}.jpg", size)
+        images[index], _ = read_image(folder / "JPEGImages" / f"{image_id}.jpg", grid)
     return images, labels
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from agent.result import error_result
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.builder.pipeline import BuildOutcome, BuiltVariant, build_recipe
+from orchestrator.builder.pipeline import BuildOutcome, BuiltVariant, FailedVariant, build_recipe
 from orchestrator.errors import DeviceError, Interrupted
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.local import LocalTransport
@@ -40,7 +40,8 @@ from orchestrator.fleet.scheduler import (
 )
 from orchestrator.fleet.ssh import SshSettings
 from orchestrator.lab.jobs import Job, plan_jobs, queue_job
-from orchestrator.recipes import LoadedRecipe
+from orchestrator.lab.settings import providers_for
+from orchestrator.recipes import LoadedRecipe, Recipe
 from orchestrator.results.mapping import series_identity
 from orchestrator.results.queries import ok_results_by_series
 from orchestrator.results.store import ResultsStore
@@ -77,7 +78,8 @@ class JobTiming:
 
 @dataclass
 class SweepReport:
-    """What a sweep did: its id, how many jobs ended in each status, and how each board fared."""
+    """What a sweep did: its id, how many jobs ended in each status, how each board fared, which variants did not
+    build."""
 
     sweep_id: int
     jobs_total: int
@@ -86,6 +88,7 @@ class SweepReport:
     jobs_skipped: int = 0
     boards: dict[str, BoardOutcome] = field(default_factory=dict)
     timings: list[JobTiming] = field(default_factory=list)
+    failed_builds: list[FailedVariant] = field(default_factory=list)
 
     @property
     def jobs_done(self) -> int:
@@ -107,6 +110,7 @@ class SweepObserver:
 
     def build_started(self, total: int) -> None: ...
     def variant_built(self, variant: BuiltVariant) -> None: ...
+    def variant_failed(self, variant: FailedVariant) -> None: ...
     def bench_started(self, total: int) -> None: ...
     def board_planned(self, device: str, total: int) -> None: ...
     def board_changed(self, device: str, state: str, note: str) -> None: ...
@@ -127,6 +131,10 @@ class RecordingBuild:
         self.results.upsert_variant(self.recipe_name, variant)
         self.observer.variant_built(variant)
 
+    def variant_failed(self, variant: FailedVariant) -> None:
+        self.results.record_failed_variant(self.recipe_name, variant)
+        self.observer.variant_failed(variant)
+
 
 def build_and_record(loaded: LoadedRecipe, engine: Engine, store: ArtifactStore,
                      observer: SweepObserver | None = None, evaluation: bool = False) -> BuildOutcome:
@@ -145,20 +153,25 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
         raise DeviceError("boards need SSH settings (SweepOptions.ssh)")
     built = build_and_record(loaded, engine, store, observer,
                              evaluation=loaded.recipe.benchmark.accuracy == "full_test_set")
-    return benchmark(loaded, built.variants, built.evaluation, devices, engine, store, observer, kind, options)
+    return benchmark(loaded, built.variants, built.evaluation, devices, engine, store, observer, kind, options,
+                     failures=built.failures)
 
 
 def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: str | None,
               devices: list[DeviceSpec], engine: Engine, store: ArtifactStore, observer: SweepObserver,
-              kind: str, options: SweepOptions) -> SweepReport:
-    """Run and record the jobs of built variants on the devices (a sweep without its build)."""
+              kind: str, options: SweepOptions, failures: list[FailedVariant] | None = None) -> SweepReport:
+    """Run and record the jobs of built variants on the devices (a sweep without its build); the jobs of
+    variants that failed to build are recorded as errors saying why."""
     recipe = loaded.recipe
     queued = [queue_job(recipe, job, evaluation) for job in plan_jobs(recipe, variants, devices)]
     pending = not_measured_yet(engine, recipe.name, queued) if options.skip_done else queued
+    unbuilt = unbuilt_jobs(recipe, failures or [], devices)
     results = ResultsStore(engine)
     report = SweepReport(sweep_id=results.start_sweep(recipe.name, loaded.path, loaded.sha256,
-                                                      [d.name for d in devices], len(pending), kind=kind),
-                         jobs_total=len(pending), jobs_skipped=len(queued) - len(pending))
+                                                      [d.name for d in devices], len(pending) + len(unbuilt),
+                                                      kind=kind),
+                         jobs_total=len(pending) + len(unbuilt), jobs_skipped=len(queued) - len(pending),
+                         failed_builds=list(failures or []))
     queues = [(device, [q for q in pending if q.job.device == device]) for device in devices]
     queues = [(device, items) for device, items in queues if items]
     observer.bench_started(len(pending))
@@ -168,6 +181,8 @@ def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: st
               f"sweep {report.sweep_id} of {recipe.name})")
     make_transport = options.make_transport or default_transports(store, options, holder)
     recorder = Recorder(results, engine, report, observer)
+    for device, variant_id, spec, reason in unbuilt:
+        recorder.record_unbuilt(device, variant_id, spec, reason)
     try:
         report.boards = run_boards(queues, make_transport, options.retry, recorder.handle)
     except KeyboardInterrupt:
@@ -178,6 +193,19 @@ def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: st
     report.status = "finished"
     results.finish_sweep(report.sweep_id, report.status)
     return report
+
+
+def unbuilt_jobs(recipe: Recipe, failures: list[FailedVariant],
+                 devices: list[DeviceSpec]) -> list[tuple[DeviceSpec, str, dict[str, Any], str]]:
+    """The jobs of variants that failed to build: (device, variant id, run configuration, why), one per job the
+    variant would have had (device x thread count x repeat)."""
+    bench = recipe.benchmark
+    return [(device, failure.key,
+             {"providers": providers_for(bench, device.board.providers if device.board else None),
+              "intra_op_threads": threads, "inter_op_threads": 1, "graph_optimization": bench.graph_optimization},
+             f"build failed at {failure.step}: {failure.reason}")
+            for failure in failures for device in devices for threads in bench.threads
+            for _ in range(bench.repeat)]
 
 
 def not_measured_yet(engine: Engine, recipe_name: str, queued: list[QueuedJob[Job]]) -> list[QueuedJob[Job]]:
@@ -235,6 +263,12 @@ class Recorder:
         status = str(result.get("status", "error"))
         self.report.statuses[status] = self.report.statuses.get(status, 0) + 1
         self.observer.job_finished(job, result)
+
+    def record_unbuilt(self, device: DeviceSpec, variant_id: str, spec: dict[str, Any], reason: str) -> None:
+        """Record the error result of one job whose variant did not build."""
+        self.results.record_result(self.report.sweep_id, self.device_id(device), variant_id, spec,
+                                   error_result(reason))
+        self.report.statuses["error"] = self.report.statuses.get("error", 0) + 1
 
     def device_id(self, device: DeviceSpec) -> int:
         """The device's row; a board never reached keeps what an earlier sweep learnt about it."""

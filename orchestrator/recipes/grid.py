@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.recipes.loading import LoadedRecipe
 from orchestrator.recipes.schema import QuantizeSpec, VariantsGrid
 
+# The lowest ai.onnx opset orch quantizes at: per-channel QDQ (DequantizeLinear with an axis) needs 13.
+QUANTIZATION_OPSET = 13
+
 
 class Step(BaseModel):
     """One build step of a variant's lineage: a step name and its parameters."""
@@ -65,7 +68,8 @@ def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid) -> list[VariantPlan]:
     plans: dict[str, VariantPlan] = {}
     prefixes = _onnx_prefixes(loaded) if recipe.model.onnx else _torch_prefixes(loaded, grid)
     sizes = grid.input_size or [recipe.dataset.image_size]
-    for (prefix_name, prefix_steps, axes), size, quantize in itertools.product(prefixes, sizes, grid.quantize):
+    for (prefix_name, prefix_steps, axes), size, simplify, quantize in itertools.product(
+            prefixes, sizes, grid.simplify, grid.quantize):
         steps = list(prefix_steps)
         if recipe.model.onnx:
             if grid.input_size:
@@ -74,15 +78,22 @@ def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid) -> list[VariantPlan]:
                 steps.append(Step(name="convert_opset", params={"opset": grid.opset}))
         else:
             steps.append(Step(name="export", params={"image_size": size, "opset": grid.opset}))
+        if simplify:
+            steps.append(Step(name="simplify", params={}))
+        if quantize.mode in ("dynamic", "static") and recipe.model.onnx:
+            # A file from elsewhere may be older than onnxruntime's quantizer needs (orch's exports never are).
+            steps.append(Step(name="upgrade_opset", params={"min_opset": QUANTIZATION_OPSET}))
         if quantize.mode != "none":
             steps.append(Step(name="quantize", params=_quantize_params(quantize, grid)))
         parts = [prefix_name] if prefix_name else []
         if grid.input_size:
             parts.append(f"{size}px")
+        if simplify:
+            parts.append("slim")
         parts.append(quantize.label)
         name = "/".join(parts)
         plans.setdefault(name, VariantPlan(name=name, steps=tuple(steps), axes={
-            **axes, "input_size": size, "quantize": quantize.label}))
+            **axes, "input_size": size, "simplify": simplify, "quantize": quantize.label}))
     return list(plans.values())
 
 
@@ -96,8 +107,10 @@ def _quantize_params(quantize: QuantizeSpec, grid: VariantsGrid) -> dict[str, An
 
 
 def _onnx_prefixes(loaded: LoadedRecipe) -> list[tuple[str, list[Step], dict[str, Any]]]:
-    path = loaded.resolve(loaded.recipe.model.onnx or "")
-    source = Step(name="import_onnx", params={"path": str(path), "sha256": file_sha256(path)})
+    recipe = loaded.recipe
+    path = loaded.resolve(recipe.model.onnx or "")
+    declared = recipe.model.preprocess.model_dump(exclude_none=True) if recipe.model.preprocess else {}
+    source = Step(name="import_onnx", params={"path": str(path), "sha256": file_sha256(path), "preprocess": declared})
     return [("", [source], {})]
 
 

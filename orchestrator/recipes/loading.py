@@ -60,11 +60,15 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
 
 
 def check_recipe(path: str | Path) -> LoadedRecipe:
-    """load_recipe, plus the checks that need the model code (and so torch): its options."""
+    """load_recipe, plus the checks that need the model itself: a zoo model's options (which imports torch), an
+    ONNX file (recipes/sources.py: a regular file, loadable, an image input the recipe can feed)."""
+    from orchestrator.recipes.sources import check_model_source
+
     loaded = load_recipe(path)
     problem = loaded.recipe.model.options_problem()
     if problem:
         raise loaded.error_at(("model", "options"), problem)
+    check_model_source(loaded)
     return loaded
 
 

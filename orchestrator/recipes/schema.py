@@ -60,18 +60,41 @@ class WeightsSpec(Spec):
         return self.format or ("darknet" if self.path.endswith(".weights") else "state_dict")
 
 
+class PreprocessSpec(Spec):
+    """How images become an ONNX model's input (agent/preprocess.py, which owns the fields' meaning). Each field
+    left out is inferred from the model's input (layout NHWC or NCHW, dtype uint8 or float) or taken from the
+    data set (channels, mean, std); the size is the data set's image_size (or an input_size axis value).
+
+    resize: plain or letterbox; crop: central fraction kept (plain only); channels: RGB, BGR or L;
+    layout: NCHW or NHWC; scale: "0-1" or "0-255"; mean, std: per channel, after scaling;
+    dtype: float32, float16 or uint8; pad_value: letterbox padding (0-255)
+    """
+
+    resize: Literal["plain", "letterbox"] | None = None
+    crop: float | None = Field(None, gt=0, le=1)
+    channels: Literal["RGB", "BGR", "L"] | None = None
+    layout: Literal["NCHW", "NHWC"] | None = None
+    scale: Literal["0-1", "0-255"] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    dtype: Literal["float32", "float16", "uint8"] | None = None
+    pad_value: int | None = Field(None, ge=0, le=255)
+
+
 class ModelSpec(Spec):
     """Where the network comes from: a zoo architecture (arch, options, weights) or an ONNX file (onnx).
 
     arch: a model in orchestrator/models/; options: its keyword arguments
     weights: a path, or {path, format, skip_head}
     onnx: any ONNX file as the starting point (torch steps are refused for it)
+    preprocess: how images become the ONNX model's input (PreprocessSpec; ONNX sources only)
     """
 
     arch: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     weights: WeightsSpec | None = None
     onnx: str | None = None
+    preprocess: PreprocessSpec | None = None
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -93,6 +116,8 @@ class ModelSpec(Spec):
             raise ValueError("give exactly one of `arch` (a zoo model) or `onnx` (a model file)")
         if self.onnx is not None and (self.options or self.weights):
             raise ValueError("`options` and `weights` go with `arch`, not with `onnx`")
+        if self.arch is not None and self.preprocess is not None:
+            raise ValueError("`preprocess` goes with `onnx`: a zoo model takes its data set's own pre-processing")
         return self
 
     def options_problem(self) -> str | None:
@@ -255,11 +280,13 @@ QuantizeChoice = Annotated[QuantizeSpec, BeforeValidator(_quantize_choice)]
 
 
 class VariantsGrid(Spec):
-    """One variant grid, applied in this order: retrain, prune (+fine-tune), sparsify, fold_bn, export, quantize.
+    """One variant grid, applied in this order: retrain, prune (+fine-tune), sparsify, fold_bn, export, simplify,
+    quantize.
 
     retrain: see RetrainSpec (not an axis)
     prune, sparsify, distill: see their sections
     fold_bn: fold BatchNorm into the preceding convolution (true/false, an axis)
+    simplify: simplify the ONNX graph with onnxslim before quantizing (true/false, an axis)
     input_size: input resolutions to export at (an axis; absent: the data set's image_size)
     opset: ONNX opset of exported models
     quantize: quantization settings (an axis of preset names or mappings)
@@ -271,6 +298,7 @@ class VariantsGrid(Spec):
     sparsify: SparsifyAxes = Field(default_factory=SparsifyAxes)
     distill: DistillSpec | None = None
     fold_bn: Annotated[list[bool], BeforeValidator(_as_list)] = [False]
+    simplify: Annotated[list[bool], BeforeValidator(_as_list)] = [False]
     input_size: Annotated[list[Annotated[int, Field(gt=0, le=4096)]], BeforeValidator(_as_list)] | None = None
     opset: int = Field(17, ge=11, le=23)
     quantize: Annotated[list[QuantizeChoice], BeforeValidator(_as_list)] = [QUANTIZE_PRESETS["none"]]
@@ -398,7 +426,7 @@ def onnx_source_conflicts(recipe: Recipe) -> list[tuple[tuple[str | int, ...], s
     if recipe.model.onnx is None:
         return []
     message = (f"needs a torch model, but model is the ONNX file {recipe.model.onnx}; with an ONNX "
-               "source only quantize, input_size and opset apply")
+               "source only quantize, simplify, input_size and opset apply")
     places: list[tuple[tuple[str | int, ...], VariantsGrid, set[str]]] = [
         (("variants",), recipe.variants, set(TORCH_ONLY))]
     places += [(("variants", "include", index), entry, entry.model_fields_set)

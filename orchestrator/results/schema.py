@@ -102,6 +102,17 @@ class Variant(Base):
     distilled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     input_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     quantize: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    # Added by migration 0003. A failed build is a row too: its sha256 is then the lineage key of its last step.
+    build_status: Mapped[str | None] = mapped_column(String(20), nullable=True)      # ok | failed
+    failed_step: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    build_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    simplify: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    onnx_nodes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    nodes_before_simplify: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    nodes_after_simplify: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # How closely a quantized or fp16 variant reproduces the model it came from, on calibration images.
+    output_error: Mapped[float | None] = mapped_column(Float, nullable=True)     # mean relative L2 error
+    top1_agreement: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Series(Base):

@@ -103,6 +103,7 @@ class ResultsStore:
     def upsert_variant(self, recipe_name: str, variant: Any) -> None:
         """Record a BuiltVariant (first recipe to produce a given artifact names it)."""
         meta = variant.meta
+        agreement = meta.get("agreement") or {}
 
         def work(session: Session) -> None:
             if session.get(Variant, variant.sha256) is not None:
@@ -111,8 +112,23 @@ class ResultsStore:
                 sha256=variant.sha256, recipe_name=recipe_name, name=variant.name, axes=variant.axes,
                 lineage=variant.lineage, params=meta.get("params"), macs=meta.get("macs"),
                 sparsity=meta.get("sparsity"), file_size_bytes=variant.file_size_bytes,
-                host_accuracy=meta.get("host_accuracy"), build_s=variant.build_s,
+                host_accuracy=meta.get("host_accuracy"), build_s=variant.build_s, build_status="ok",
+                onnx_nodes=meta.get("onnx_nodes"), nodes_before_simplify=meta.get("nodes_before_simplify"),
+                nodes_after_simplify=meta.get("nodes_after_simplify"),
+                output_error=agreement.get("relative_error"), top1_agreement=agreement.get("top1_agreement"),
                 **mapping.variant_axis_columns(variant.axes)))
+        self._write(work)
+
+    def record_failed_variant(self, recipe_name: str, failure: Any) -> None:
+        """Record a FailedVariant under its lineage key: the step that failed and why (the newest attempt's)."""
+        def work(session: Session) -> None:
+            row = session.get(Variant, failure.key)
+            if row is None:
+                row = Variant(sha256=failure.key, recipe_name=recipe_name, name=failure.name, axes=failure.axes,
+                              lineage=failure.steps, file_size_bytes=0,
+                              **mapping.variant_axis_columns(failure.axes))
+                session.add(row)
+            row.build_status, row.failed_step, row.build_error = "failed", failure.step, failure.reason
         self._write(work)
 
     def record_result(self, sweep_id: int, device_id: int, variant_sha256: str, spec: dict[str, Any],

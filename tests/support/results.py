@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from orchestrator.results.db import HEAD_REVISION
 from orchestrator.results.samples import decode_samples, encode_samples
 from orchestrator.results.store import ResultsStore
 
@@ -110,7 +111,7 @@ def create_0001_database(url: str, results: int = 3) -> None:
 
 def check_upgraded_0001(engine, results: int = 3) -> None:
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
         rows = connection.execute(text("SELECT id, p50_ms, series_id, stack_id, temp_before_max_c, temp_after_max_c "
                                        "FROM results ORDER BY id")).all()
         assert [(r[0], r[1]) for r in rows] == [(i, float(i)) for i in range(1, results + 1)]
@@ -124,6 +125,7 @@ def check_upgraded_0001(engine, results: int = 3) -> None:
         assert tuple(stack) == ("1.20.0", "6.1.0", "0.0.9")
         assert connection.execute(text("SELECT prune_method, prune_ratio, quantize FROM variants")).one() == (
             "l1", 0.5, "none")
+        assert tuple(connection.execute(text("SELECT build_status, simplify FROM variants")).one()) == ("ok", False)
         latest = connection.execute(text("SELECT result_id, p50_ms, device, variant FROM latest_results")).one()
         assert tuple(latest) == (results, float(results), "local", "l1-0.50/ft0/fp32")
 

@@ -261,8 +261,10 @@ def upgrade() -> None:
 def _backfill(postgresql: bool) -> None:
     """Give the rows of a 0001 database what 0002 adds: variant parameters, series, stacks, conditions."""
     bind = op.get_bind()
+    added = {column.name for column in _variant_columns()}  # later revisions add more axis columns
     for sha256, axes in bind.execute(sa.text("SELECT sha256, axes FROM variants")).all():
-        columns = mapping.variant_axis_columns(_json(axes) or {})
+        columns = {name: value for name, value in mapping.variant_axis_columns(_json(axes) or {}).items()
+                   if name in added}
         bind.execute(sa.text("UPDATE variants SET " + ", ".join(f"{name} = :{name}" for name in columns)
                              + " WHERE sha256 = :sha256"), {**columns, "sha256": sha256})
     rows = bind.execute(sa.text(
