@@ -5,7 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean
+# Boards with older onnxruntime releases (tests/test_old_runtimes.py): each a virtualenv whose python an SSH
+# test board runs the agent with. 1.16 is the oldest onnxruntime orch supports (orchestrator/runtimes.py).
+BOARDS := .venv-boards
+OLD_RUNTIMES := $(BOARDS)/onnxruntime-1.16/.installed $(BOARDS)/onnxruntime-1.18/.installed
+
+.PHONY: demo test bench lint venv boards clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +22,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+$(BOARDS)/onnxruntime-1.16/.installed:
+	$(PYTHON) -m venv $(BOARDS)/onnxruntime-1.16
+	$(BOARDS)/onnxruntime-1.16/bin/pip install --quiet onnxruntime==1.16.3 numpy==1.24.4
+	touch $@
+
+$(BOARDS)/onnxruntime-1.18/.installed:
+	$(PYTHON) -m venv $(BOARDS)/onnxruntime-1.18
+	$(BOARDS)/onnxruntime-1.18/bin/pip install --quiet onnxruntime==1.18.1 numpy==1.26.4
+	touch $@
+
+boards: $(OLD_RUNTIMES)
+
 demo: $(STAMP)
 	$(BIN)/orch sweep recipes/quickstart.yaml --devices local
 	$(BIN)/orch results --sweep last
 
-test: $(STAMP)
+test: $(STAMP) $(OLD_RUNTIMES)
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -32,4 +49,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) artifacts results.db results.db-wal results.db-shm dashboards/out
+	rm -rf $(VENV) $(BOARDS) artifacts results.db results.db-wal results.db-shm dashboards/out

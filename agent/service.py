@@ -58,7 +58,8 @@ PROTOCOL_CONFIG = {
 
 
 def board_info(cache_dir: str) -> Dict[str, Any]:
-    """`agent info`: identity and software, free disk under the cache, power meters present."""
+    """`agent info`: identity and software, free disk under the cache, power meters present, and what its
+    onnxruntime loads (agent/runtime.py: newest IR version and opset per domain, kernels)."""
     from agent import power
 
     info = telemetry.identity()
@@ -70,6 +71,12 @@ def board_info(cache_dir: str) -> Dict[str, Any]:
     info["power_meter_detected"] = power.detect()
     info["power_meters_known"] = power.names()
     info["rpyc"] = getattr(rpyc, "__version__", None)
+    try:
+        from agent import runtime
+
+        info.update(runtime.describe())
+    except ImportError as exc:  # no onnxruntime (or numpy): `agent info` still says what the board is
+        info.setdefault("import_error", str(exc))
     return info
 
 

@@ -147,8 +147,8 @@ def _step_text(name: str, params: dict[str, Any]) -> str:
         return f"sparsify({params['ratio']:g})"
     if name == "resize_input":
         return f"resize({params['image_size']}px)"
-    if name == "upgrade_opset":
-        return f"opset(>={params['min_opset']})"
+    if name == "limit_opset":
+        return f"opset(<={params['max_opset']})"
     return name
 
 
@@ -204,8 +204,9 @@ def sweep_summary(report: SweepReport, built_fresh: int, where: str) -> str:
     """What a sweep did, in one line."""
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
     skipped = f"; {report.jobs_skipped} already measured (--force runs them again)" if report.jobs_skipped else ""
+    target = f" for onnxruntime {report.target.version}" if report.target else ""
     return (f"sweep {report.sweep_id}: {report.jobs_done} jobs ({counts or 'none run'}){skipped}; "
-            f"{built_fresh} variants built; results in {where}")
+            f"{built_fresh} variants built{target}; results in {where}")
 
 
 def build_failures(failures: list[FailedVariant]) -> list[str]:
@@ -270,12 +271,13 @@ def devices_table(inventory: Inventory) -> Table:
 def checks_table(checks: list[BoardCheck]) -> list[Any]:
     """One row per checked board with its software, then each problem and the command that fixes it."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("device", "", "python", "numpy", "onnxruntime", "providers", "board", "free MB", "meter"):
+    for column in ("device", "", "python", "numpy", "onnxruntime", "loads", "providers", "board", "free MB", "meter"):
         table.add_column(column)
     for result in checks:
         info = result.info
+        loads = f"IR {info['max_ir_version']}, opset {info['max_opsets'].get('', '?')}" if "max_opsets" in info else "-"
         table.add_row(result.device, "[green]ok" if result.ok else "[red]fix", info.get("python", "-"),
-                      info.get("numpy", "-"), info.get("onnxruntime", "-"),
+                      info.get("numpy", "-"), info.get("onnxruntime", "-"), loads,
                       ",".join(info.get("providers_available") or []) or "-", info.get("board") or "-",
                       f"{info['disk_free_mb']:.0f}" if "disk_free_mb" in info else "-",
                       (info.get("power_meter_detected") or {}).get("type", "-"))

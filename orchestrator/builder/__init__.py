@@ -54,5 +54,5 @@ STEPS: Registry[BuildStep] = Registry("build step", modules={
     "fold_bn": "orchestrator.builder.fold", "iterative_prune": "orchestrator.builder.iterative",
     "train": "orchestrator.builder.train", "finetune": "orchestrator.builder.train",
     "import_onnx": "orchestrator.builder.onnx_source", "resize_input": "orchestrator.builder.onnx_source",
-    "convert_opset": "orchestrator.builder.onnx_source", "upgrade_opset": "orchestrator.builder.onnx_source",
+    "convert_opset": "orchestrator.builder.onnx_source", "limit_opset": "orchestrator.builder.onnx_source",
     "simplify": "orchestrator.builder.simplify"})

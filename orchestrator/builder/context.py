@@ -13,6 +13,7 @@ from orchestrator.errors import BuildError
 from orchestrator.models import MODELS
 from orchestrator.recipes import LoadedRecipe
 from orchestrator.recipes.sources import source_preprocess
+from orchestrator.runtimes import Runtime
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -21,10 +22,11 @@ OUTPUT_NAME = "output"
 class BuildContext:
     """Shared state of one recipe's build; the data set is loaded once, on first use."""
 
-    def __init__(self, loaded: LoadedRecipe, store: ArtifactStore):
+    def __init__(self, loaded: LoadedRecipe, store: ArtifactStore, target: Runtime | None = None):
         self.loaded = loaded
         self.recipe = loaded.recipe
         self.store = store
+        self.target = target  # the onnxruntime every variant is built for (runtimes.py), if any
         # Set by the Builder: the trained base model of this recipe (the `base` distillation teacher).
         self.base_model: Callable[[], Any] | None = None
         self._resized: dict[tuple[str, int], Any] = {}
@@ -54,6 +56,14 @@ class BuildContext:
         if self.recipe.model.onnx is None:
             return None
         return source_preprocess(self.loaded)
+
+    def put_onnx(self, data: bytes, model_input: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Store an ONNX artifact made portable (builder/portable.py: only the opset imports its nodes use, at the
+        versions they need); its sha256 and facts (IR version, opsets, node count) for the variant's meta."""
+        from orchestrator.builder.portable import portable_bytes
+
+        portable, facts = portable_bytes(data, model_input)
+        return self.store.put(portable, ".onnx"), facts
 
     def images(self, split: str, size: int | None) -> Any:
         """The train or test images at `size` pixels (read again from the files where the data set keeps them,

@@ -56,15 +56,15 @@ class ExportStep:
     """Export the parent torch model to ONNX and score it on the host."""
 
     name = "export"
-    version = "2"  # 2: BatchNorm kept in the graph (fold_bn folds it)
+    version = "3"  # 3: portable opset imports (builder/portable.py)
     produces = "onnx"
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> OnnxNode:
         example = ctx.example_input(params["image_size"])
         check_input_size(parent.model, example)
-        sha = ctx.store.put(export_bytes(parent.model, example, params["opset"]), ".onnx")
-        meta = size_figures(parent.model, example)
-        meta["input"] = {"name": INPUT_NAME, "shape": list(example.shape), "dtype": "float32"}
+        model_input = {"name": INPUT_NAME, "shape": list(example.shape), "dtype": "float32"}
+        sha, facts = ctx.put_onnx(export_bytes(parent.model, example, params["opset"]), model_input)
+        meta = {**size_figures(parent.model, example), **facts, "input": model_input}
         meta["host_accuracy"] = host_accuracy(ctx, sha, params["image_size"])
         meta["host_metric"] = host_metric(ctx)
         return OnnxNode(sha, meta)

@@ -1,5 +1,5 @@
 """Steps for a model that starts as a user's ONNX file: import (and normalize) it, change its input size,
-convert or upgrade its opset.
+convert its opset (or lower it to what a target runtime loads).
 
 Files from elsewhere are rarely shaped like orch's own exports: the classic model zoo's are IR version 3 at
 opset 9 with every initializer also listed as a graph input; TensorFlow's detectors take NHWC uint8 images;
@@ -64,16 +64,15 @@ def check_runs(data: bytes, model_input: dict[str, Any], what: str) -> None:
 
 
 def graph_figures(model: onnx.ModelProto) -> dict[str, Any]:
-    """Parameters (initializer elements), node count and opset imports of a graph."""
-    params = int(sum(np.prod(init.dims) for init in model.graph.initializer))
-    return {"params": params, "onnx_nodes": len(model.graph.node), "opsets": opsets(model)}
+    """Parameters (initializer elements) of a graph."""
+    return {"params": int(sum(np.prod(init.dims) for init in model.graph.initializer))}
 
 
 class ImportOnnxStep:
     """Take the user's ONNX file into the store, normalized (see the module docstring), as one self-contained file."""
 
     name = "import_onnx"
-    version = "2"  # 2: normalized (initializers out of the inputs, IR >= 4, shapes inferred), pre-processing
+    version = "3"  # 3: portable opset imports; 2: normalized, pre-processing
     produces = "onnx"
 
     def run(self, ctx: Any, parent: None, params: dict[str, Any]) -> OnnxNode:
@@ -84,9 +83,9 @@ class ImportOnnxStep:
                                      str(path))
         data = model.SerializeToString()
         check_runs(data, model_input, str(path))
-        sha = ctx.store.put(data, ".onnx")
+        sha, facts = ctx.put_onnx(data, model_input)
         return OnnxNode(sha, {"input": model_input, "preprocess": asdict(preprocess) if preprocess else None,
-                              **graph_figures(model), "macs": None, "sparsity": None,
+                              **graph_figures(model), **facts, "macs": None, "sparsity": None,
                               "host_accuracy": host_accuracy(ctx, sha, image_side(model_input)),
                               "host_metric": host_metric(ctx)})
 
@@ -95,7 +94,7 @@ class ResizeInputStep:
     """Set the input's height and width, where the graph permits (checked by running it)."""
 
     name = "resize_input"
-    version = "2"  # 2: NHWC inputs
+    version = "3"  # 3: portable opset imports; 2: NHWC inputs
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
@@ -122,8 +121,8 @@ class ResizeInputStep:
         model_input["shape"] = shape
         data = model.SerializeToString()
         check_runs(data, model_input, f"input_size {size}")
-        sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"input": model_input, "host_accuracy": host_accuracy(ctx, sha, size)})
+        sha, facts = ctx.put_onnx(data, model_input)
+        return OnnxNode(sha, {"input": model_input, **facts, "host_accuracy": host_accuracy(ctx, sha, size)})
 
 
 def converted(model: onnx.ModelProto, opset: int, what: str) -> onnx.ModelProto:
@@ -144,7 +143,7 @@ class ConvertOpsetStep:
     """Convert the graph to another ONNX opset with onnx's version converter (the recipe's `opset`)."""
 
     name = "convert_opset"
-    version = "2"  # 2: IR version raised with the opset
+    version = "3"  # 3: portable opset imports; 2: IR version raised with the opset
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
@@ -154,15 +153,15 @@ class ConvertOpsetStep:
                           f"opset {params['opset']}")
         data = model.SerializeToString()
         check_runs(data, parent.meta["input"], f"opset {params['opset']}")
-        sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"opsets": opsets(model),
-                              "host_accuracy": host_accuracy(ctx, sha, image_side(parent.meta["input"]))})
+        sha, facts = ctx.put_onnx(data, parent.meta["input"])
+        return OnnxNode(sha, {**facts, "host_accuracy": host_accuracy(ctx, sha, image_side(parent.meta["input"]))})
 
 
-class UpgradeOpsetStep:
-    """Raise ai.onnx to `min_opset` when the graph is older (what quantization needs); nothing otherwise."""
+class LimitOpsetStep:
+    """Lower ai.onnx to `max_opset` (the target runtime's newest) when the graph needs a newer one; nothing
+    otherwise. An op that cannot be converted down fails this variant, saying which."""
 
-    name = "upgrade_opset"
+    name = "limit_opset"
     version = "1"
     produces = "onnx"
 
@@ -170,16 +169,15 @@ class UpgradeOpsetStep:
         import onnx
 
         model = onnx.load(str(ctx.store.path(parent.sha256, ".onnx")))
-        target = params["min_opset"]
-        if opsets(model).get("", 1) >= target:
+        limit = params["max_opset"]
+        if opsets(model).get("", 1) <= limit:
             return OnnxNode(parent.sha256, {})
-        model = converted(model, target, f"quantization needs opset {target}")
+        model = converted(model, limit, f"the target runtime loads opset {limit} at most")
         data = model.SerializeToString()
-        check_runs(data, parent.meta["input"], f"opset {target}")
-        sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"opsets": opsets(model),
-                              "host_accuracy": host_accuracy(ctx, sha, image_side(parent.meta["input"]))})
+        check_runs(data, parent.meta["input"], f"opset {limit}")
+        sha, facts = ctx.put_onnx(data, parent.meta["input"])
+        return OnnxNode(sha, {**facts, "host_accuracy": host_accuracy(ctx, sha, image_side(parent.meta["input"]))})
 
 
-for _step in (ImportOnnxStep(), ResizeInputStep(), ConvertOpsetStep(), UpgradeOpsetStep()):
+for _step in (ImportOnnxStep(), ResizeInputStep(), ConvertOpsetStep(), LimitOpsetStep()):
     STEPS.register(_step.name)(_step)

@@ -19,6 +19,7 @@ from orchestrator.builder import STEPS, OnnxNode, TorchNode, checkpoint
 from orchestrator.builder.context import BuildContext
 from orchestrator.errors import BuildError, ModelSourceError, first_line
 from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
+from orchestrator.runtimes import Runtime
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,13 @@ def step_key(parent_key: str | None, step: Step) -> str:
 
 
 class Builder:
-    """Builds a recipe's variants into an artifact store."""
+    """Builds a recipe's variants into an artifact store, for the `target` onnxruntime when one is given."""
 
-    def __init__(self, loaded: LoadedRecipe, store: ArtifactStore):
+    def __init__(self, loaded: LoadedRecipe, store: ArtifactStore, target: Runtime | None = None):
         self.loaded = loaded
         self.store = store
-        self.context = BuildContext(loaded, store)
+        self.target = target
+        self.context = BuildContext(loaded, store, target)
         self.context.base_model = self._base_model
         self._memo: dict[str, TorchNode | OnnxNode] = {}
         self._failed: dict[str, StepFailed] = {}
@@ -80,7 +82,7 @@ class Builder:
         self.steps_run = 0
 
     def plans(self) -> list[VariantPlan]:
-        return expand(self.loaded)
+        return expand(self.loaded, self.target)
 
     def build(self, plan: VariantPlan) -> BuiltVariant | FailedVariant:
         """Build one variant (and whatever of its lineage is not cached yet).
@@ -207,6 +209,7 @@ class BuildOutcome:
     recipe: the recipe's name
     evaluation: sha256 of the test split as an .npz in the store, for on-device accuracy (build_recipe's
     `evaluation`), None when not asked for or when the data set has no class labels to score against
+    target: the onnxruntime every variant was built for (None: none was targeted)
     """
 
     recipe: str
@@ -214,16 +217,18 @@ class BuildOutcome:
     steps_run: int
     evaluation: str | None = None
     failures: list[FailedVariant] = field(default_factory=list)
+    target: Runtime | None = None
 
 
 def build_recipe(loaded: LoadedRecipe, store: ArtifactStore, observer: BuildObserver | None = None,
-                 evaluation: bool = False) -> BuildOutcome:
-    """Build every variant of a recipe (reusing the cache), telling `observer` as each is built or fails; with
-    `evaluation`, also put the test split in the store for on-device scoring."""
-    builder = Builder(loaded, store)
+                 evaluation: bool = False, target: Runtime | None = None) -> BuildOutcome:
+    """Build every variant of a recipe (reusing the cache) for the `target` onnxruntime if one is given, telling
+    `observer` as each is built or fails; with `evaluation`, also put the test split in the store for on-device
+    scoring."""
+    builder = Builder(loaded, store, target)
     plans = builder.plans()
     if observer:
         observer.build_started(len(plans))
     built = builder.build_all(observer)
     return BuildOutcome(loaded.recipe.name, built, builder.steps_run,
-                        builder.evaluation_set() if evaluation and built else None, builder.failures)
+                        builder.evaluation_set() if evaluation and built else None, builder.failures, target)

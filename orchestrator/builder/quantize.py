@@ -25,7 +25,8 @@ import numpy as np
 from orchestrator.artifacts import sha256_bytes
 from orchestrator.builder import STEPS, OnnxNode
 from orchestrator.builder.evaluate import host_accuracy
-from orchestrator.builder.onnx_source import image_side
+from orchestrator.builder.onnx_source import converted, image_side, opsets
+from orchestrator.builder.portable import portable_bytes
 from orchestrator.errors import BuildError, first_line
 from orchestrator.recipes import QuantizeSpec
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 CALIBRATION_SEED = 0
 # Images each variant is compared with the model it came from on (its `agreement`).
 AGREEMENT_IMAGES = 16
+# The lowest ai.onnx opset orch quantizes at: per-channel QDQ (DequantizeLinear with an axis) needs 13.
+QUANTIZATION_OPSET = 13
 # Op types fp16 conversion may keep in float32 before giving up on a model.
 MAX_FP16_FALLBACKS = 16
 
@@ -114,10 +117,24 @@ def quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
+def at_quantization_opset(source: Path, folder: Path) -> Path:
+    """`source`, or a copy in `folder` raised to QUANTIZATION_OPSET when it imports an older ai.onnx (a file from
+    elsewhere, or a portable artifact, which imports the oldest opset its ops allow)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    if opsets(model).get("", 1) >= QUANTIZATION_OPSET:
+        return source
+    raised = folder / "opset.onnx"
+    onnx.save(converted(model, QUANTIZATION_OPSET, f"quantization needs opset {QUANTIZATION_OPSET}"), str(raised))
+    return raised
+
+
 def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train_x: np.ndarray,
-                    ranges_dir: Path | None = None) -> bytes:
-    """The ONNX bytes of `source` quantized (or converted to fp16) as `params` say; static calibration
-    ranges are kept in `ranges_dir` for the next static variant of the same model (absent: not kept)."""
+                    ranges_dir: Path | None = None, exclude: list[str] | None = None) -> bytes:
+    """The ONNX bytes of `source` quantized (or converted to fp16) as `params` say, the nodes named in `exclude`
+    left in float; static calibration ranges are kept in `ranges_dir` for the next static variant of the same
+    model (absent: not kept)."""
     # Imported here, not at the top: a build that finds everything cached never needs them.
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -129,10 +146,10 @@ def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train
         return fp16_bytes(source, input_name, train_x[:1])[0]
     with tempfile.TemporaryDirectory(prefix="orch-quant-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized.onnx"
-        quant_pre_process(str(source), str(prepared))
+        quant_pre_process(str(at_quantization_opset(source, Path(tmp))), str(prepared))
         if mode == "dynamic":
             quantize_dynamic(str(prepared), str(quantized), weight_type=types[params["weights"]],
-                             per_channel=params["per_channel"])
+                             per_channel=params["per_channel"], nodes_to_exclude=exclude or [])
         elif mode == "static":
             images = calibration_images(train_x, params["samples"])
             key = ranges_key(source, params["calibration"], params["samples"])
@@ -141,7 +158,8 @@ def quantized_bytes(source: Path, params: dict[str, Any], input_name: str, train
             quantize_static(str(prepared), str(quantized), None, calibration_cache_path=str(ranges),
                             quant_format=formats[params["format"]], activation_type=types[params["activations"]],
                             weight_type=types[params["weights"]], per_channel=params["per_channel"],
-                            calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[params["calibration"]]))
+                            calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[params["calibration"]]),
+                            nodes_to_exclude=exclude or [])
         else:
             raise ValueError(f"quantize mode {mode!r} builds nothing")
         return quantized.read_bytes()
@@ -232,7 +250,7 @@ class QuantizeStep:
     """Quantize (dynamic or static, any onnxruntime format and types) or convert to fp16."""
 
     name = "quantize"
-    version = "4"  # 4: fp16 keeps ops without float16 kernels in float32; the result is run and compared
+    version = "5"  # 5: opset raised for quantization, portable, built for a target runtime's kernels
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
@@ -240,19 +258,51 @@ class QuantizeStep:
         model_input = parent.meta["input"]
         size = image_side(model_input)
         images = ctx.images("train", size)
-        setting = QuantizeSpec(**{**params, "samples": None}).label
+        setting = QuantizeSpec(**{**{k: v for k, v in params.items() if k != "target"}, "samples": None}).label
         try:
-            with quiet():
-                data = quantized_bytes(source, params, model_input["name"], images,
-                                       ranges_dir=ctx.store.root / "calibration")
-        except Exception as exc:  # onnxruntime.quantization raises assorted types by op and setting; cause kept
-            raise BuildError(f"quantize ({setting}): {type(exc).__name__}: {first_line(exc)}") from exc
-        try:
+            data, facts, kept_float = self._for_target(ctx, source, params, model_input, images)
             fidelity = agreement(source, data, model_input["name"], calibration_images(images, AGREEMENT_IMAGES))
         except BuildError as exc:
             raise BuildError(f"quantize ({setting}): {exc}") from exc
+        except Exception as exc:  # onnxruntime.quantization raises assorted types by op and setting; cause kept
+            raise BuildError(f"quantize ({setting}): {type(exc).__name__}: {first_line(exc)}") from exc
         sha = ctx.store.put(data, ".onnx")
-        return OnnxNode(sha, {"host_accuracy": host_accuracy(ctx, sha, size), "agreement": fidelity})
+        meta = {**facts, "host_accuracy": host_accuracy(ctx, sha, size), "agreement": fidelity}
+        return OnnxNode(sha, {**meta, "kept_float": kept_float} if kept_float else meta)
+
+    @staticmethod
+    def _for_target(ctx: Any, source: Path, params: dict[str, Any], model_input: dict[str, Any],
+                    images: np.ndarray) -> tuple[bytes, dict[str, Any], list[str]]:
+        """The quantized, portable bytes, their facts, and the nodes left in float because the target runtime
+        has no kernel for their quantized form (each round leaves out the nodes the last one could not run)."""
+        import onnx
+
+        from orchestrator.runtimes import missing_kernels, requirements
+
+        kept_float: list[str] = []
+        float_nodes = {node.name for node in onnx.load(str(source)).graph.node}
+        while True:
+            with quiet():
+                data = quantized_bytes(source, params, model_input["name"], images,
+                                       ranges_dir=ctx.store.root / "calibration", exclude=kept_float)
+            data, facts = portable_bytes(data, model_input)
+            if ctx.target is None or ctx.target.kernels is None:
+                return data, facts, kept_float
+            missing = missing_kernels(requirements(onnx.load_model_from_string(data)), ctx.target,
+                                      list(ctx.recipe.benchmark.providers))
+            if not missing:
+                return data, facts, kept_float
+            names = sorted({name for need in missing if (name := _float_node(need.name)) in float_nodes} -
+                           set(kept_float))
+            if not names:
+                raise BuildError(f"onnxruntime {ctx.target.version} has no kernel for "
+                                 f"{', '.join(sorted({need.describe() for need in missing}))}")
+            kept_float += names
+
+
+def _float_node(name: str) -> str:
+    """The float node a quantized node was made from (onnxruntime names it `<name>_quant`)."""
+    return name.removesuffix("_quant")
 
 
 STEPS.register(QuantizeStep.name)(QuantizeStep())

@@ -17,7 +17,7 @@ class SimplifyStep:
     """Simplify the graph (onnxslim); the node counts before and after go with the variant."""
 
     name = "simplify"
-    version = "1"
+    version = "2"  # 2: portable opset imports
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
@@ -33,9 +33,8 @@ class SimplifyStep:
             raise BuildError(f"simplify: onnxslim failed: {type(exc).__name__}: {first_line(exc)}") from exc
         data = simplified.SerializeToString()
         check_runs(data, parent.meta["input"], "simplify")
-        sha = ctx.store.put(data, ".onnx")
-        after = len(simplified.graph.node)
-        return OnnxNode(sha, {"onnx_nodes": after, "nodes_before_simplify": before, "nodes_after_simplify": after,
+        sha, facts = ctx.put_onnx(data, parent.meta["input"])
+        return OnnxNode(sha, {**facts, "nodes_before_simplify": before, "nodes_after_simplify": facts["onnx_nodes"],
                               "host_accuracy": host_accuracy(ctx, sha, image_side(parent.meta["input"]))})
 
 

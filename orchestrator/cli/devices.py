@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import InventoryOption, lab, show
+from orchestrator.cli.options import DbOption, InventoryOption, lab, show
 from orchestrator.errors import FailureFound
 from orchestrator.ui import checks_table, devices_table
 
@@ -21,9 +21,9 @@ def list_devices(inventory: InventoryOption = None) -> None:
 
 @app.command("check")
 def check(names: Annotated[list[str] | None, typer.Argument(help="Devices (default: all).")] = None,
-          inventory: InventoryOption = None) -> None:
+          inventory: InventoryOption = None, db: DbOption = None) -> None:
     """Connect to each board, deploy the agent, and report its software; print the fix for anything missing."""
-    checks = lab(inventory=inventory).check_devices(names)
+    checks = lab(db, inventory=inventory).check_devices(names)
     show(*checks_table(checks))
     failing = [result.device for result in checks if not result.ok]
     if failing:

@@ -14,6 +14,9 @@ from orchestrator.recipes import check_recipe, expand, load_recipe
 from orchestrator.ui import SweepProgress, build_failures, plans_table, results_table, sweep_summary, variants_table
 
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
+TargetOption = Annotated[str | None, typer.Option(
+    "--target-runtime", help="Build for this onnxruntime: `auto` (the boards' oldest; for build, this machine's) "
+                             "or a release such as 1.16 [default: the recipe's variants.target_runtime].")]
 
 
 def sweep(
@@ -27,6 +30,7 @@ def sweep(
     lock: Annotated[str, typer.Option(help="A board locked by another sweep: `wait` for it or `fail`.")] = "wait",
     repeat: Annotated[int | None, typer.Option(
         min=1, help="Measure every job N times, each kept [default: the recipe's benchmark.repeat].")] = None,
+    target_runtime: TargetOption = None,
 ) -> None:
     """Build every variant of RECIPE, benchmark each on the devices, record every result."""
     if lock not in ("wait", "fail"):
@@ -34,7 +38,7 @@ def sweep(
     where = lab(db, artifacts, inventory)
     with SweepProgress(console) as progress:
         report = where.sweep(recipe, devices, force=force, wait_for_lock=lock == "wait", repeat=repeat,
-                             observer=progress)
+                             observer=progress, target_runtime=target_runtime)
     show(sweep_summary(report, progress.built_fresh, where.engine.url.database or str(where.engine.url)),
          *build_failures(report.failed_builds))
     problems = [f"{board.device} is down: {board.reason}" for board in report.down]
@@ -43,13 +47,15 @@ def sweep(
         raise FailureFound("; ".join(problems))
 
 
-def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOption = Path("artifacts")) -> None:
+def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOption = Path("artifacts"),
+          target_runtime: TargetOption = None) -> None:
     """Build every variant of RECIPE (nothing already built is built again) and show them."""
     started = time.perf_counter()
     with SweepProgress(console) as progress:
-        outcome = lab(db, artifacts).build(recipe, observer=progress)
+        outcome = lab(db, artifacts).build(recipe, observer=progress, target_runtime=target_runtime)
     built = sum(1 for v in outcome.variants if v.steps_run)
     summary = f"built {built} variants ({outcome.steps_run} steps)" if built else "nothing to build: all cached"
+    summary += f" for onnxruntime {outcome.target.version}" if outcome.target else ""
     show(variants_table(outcome.variants, title=f"{outcome.recipe}: {len(outcome.variants)} variants"),
          f"{summary}, {time.perf_counter() - started:.1f} s; artifacts in {artifacts}/",
          *build_failures(outcome.failures))

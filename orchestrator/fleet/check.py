@@ -2,8 +2,9 @@
 
 A check connects (host key checked), deploys the agent if needed, runs
 `python -m agent info` on the board, and compares what it finds with what orch
-needs (Python >= 3.8, numpy, onnxruntime) and with the inventory's wishes
-(providers, power meter). Boards are checked in parallel; one result per board.
+needs (Python >= 3.8, numpy and onnxruntime no older than runtimes.MIN_NUMPY and
+MIN_ONNXRUNTIME) and with the inventory's wishes (providers, power meter).
+Boards are checked in parallel; one result per board.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrator.errors import BoardFault, BoardUnreachable, HostKeyError
 from orchestrator.fleet.deploy import RemoteLayout, agent_bundle, deploy
 from orchestrator.fleet.inventory import BoardSpec
 from orchestrator.fleet.ssh import SshSettings, open_connection, ssh_faults
+from orchestrator.runtimes import MIN_NUMPY, MIN_ONNXRUNTIME, Runtime, version_tuple
 
 MIN_PYTHON = (3, 8)
 MIN_FREE_DISK_MB = 500.0
@@ -105,6 +107,26 @@ def check_board(board: BoardSpec, settings: SshSettings) -> BoardCheck:
     return check
 
 
+def _old_software(board: BoardSpec, info: dict[str, Any]) -> list[Problem]:
+    """An onnxruntime or numpy older than orch supports, and what still works there."""
+    problems = []
+    runtime = Runtime.from_info(info)
+    version = str(info.get("onnxruntime") or "")
+    if version and version_tuple(version) < version_tuple(MIN_ONNXRUNTIME):
+        works = (f"what works there: variants it loads ({runtime.describe()}; build them for it with "
+                 "`target_runtime: auto`); the rest are refused before sending") if runtime else \
+            "its agent cannot say what it loads: every variant is sent, and may fail to load"
+        problems.append(Problem(f"onnxruntime {version} is older than the oldest orch supports "
+                                f"({MIN_ONNXRUNTIME}); {works}",
+                                ssh_command(board, f"{board.python} -m pip install --user "
+                                                   f"'onnxruntime>={MIN_ONNXRUNTIME}'")))
+    numpy = str(info.get("numpy") or "")
+    if numpy and version_tuple(numpy) < version_tuple(MIN_NUMPY):
+        problems.append(Problem(f"numpy {numpy} is older than the oldest orch supports ({MIN_NUMPY})",
+                                ssh_command(board, f"{board.python} -m pip install --user 'numpy>={MIN_NUMPY}'")))
+    return problems
+
+
 def judge(board: BoardSpec, info: dict[str, Any]) -> list[Problem]:
     """What in a board's `agent info` keeps it from running jobs as the inventory asks."""
     problems: list[Problem] = []
@@ -124,6 +146,7 @@ def judge(board: BoardSpec, info: dict[str, Any]) -> list[Problem]:
         problems.append(Problem(f"providers {', '.join(unavailable)} are not in this onnxruntime "
                                 f"(it has {', '.join(available) or 'none'})",
                                 f"install an onnxruntime build with them, or edit `providers:` of {board.name}"))
+    problems.extend(_old_software(board, info))
     free_mb = info.get("disk_free_mb")
     if isinstance(free_mb, int | float) and free_mb < MIN_FREE_DISK_MB:
         problems.append(Problem(f"only {free_mb:.0f} MB free under {info.get('cache_dir')}",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
 
-from agent.result import parse_result
+from agent.result import error_result, parse_result
 from orchestrator.errors import BoardFault, BoardUnreachable, HostKeyError, IllegalTransition
 from orchestrator.fleet.devices import DeviceSpec
 
@@ -79,6 +79,8 @@ class Transport(Protocol):
 
 # make_transport(device, on_note): a new, unopened transport; on_note tells what the board is doing.
 TransportFactory = Callable[[DeviceSpec, Callable[[str], None]], Transport]
+# admit(device, the board's agent info, job): why the board must not be sent this job (one line), or None.
+Admission = Callable[[DeviceSpec, dict[str, Any], "QueuedJob[Any]"], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -165,13 +167,15 @@ class BoardWorker(threading.Thread):
     """Runs one board's queue (see the module docstring)."""
 
     def __init__(self, device: DeviceSpec, items: list[QueuedJob], make_transport: TransportFactory,
-                 policy: RetryPolicy, events: queue.Queue[Event], stop: threading.Event):
+                 policy: RetryPolicy, events: queue.Queue[Event], stop: threading.Event,
+                 admit: Admission | None = None):
         super().__init__(name=f"board-{device.name}", daemon=True)
         self.device, self.items, self.make_transport = device, items, make_transport
-        self.policy, self.events, self.stop = policy, events, stop
+        self.policy, self.events, self.stop, self.admit = policy, events, stop, admit
         self.state = BoardState.UNKNOWN
         self.outcome = BoardOutcome(device.name)
         self.transport: Transport | None = None
+        self.info: dict[str, Any] = {}
 
     def abort(self) -> None:
         """From another thread: end the running call now (the stop event is already set)."""
@@ -201,6 +205,11 @@ class BoardWorker(threading.Thread):
                 if self.transport is None:
                     self._open()
                 item = pending[0]
+                refused = self.admit(self.device, self.info, item) if self.admit else None
+                if refused:  # never sent: the board could not load it
+                    pending.popleft()
+                    self.events.put(JobFinished(item, error_result(refused), 0.0, None, 0))
+                    continue
                 self._move(BoardState.BUSY, item.label)
                 self.events.put(JobStarted(item))
                 assert self.transport is not None
@@ -247,7 +256,8 @@ class BoardWorker(threading.Thread):
         self._move(BoardState.REACHABLE)
         transport.start()
         self._move(BoardState.DEPLOYED)
-        self.events.put(BoardReady(self.device, transport.info()))
+        self.info = transport.info()
+        self.events.put(BoardReady(self.device, self.info))
 
     def _close(self) -> None:
         transport, self.transport = self.transport, None
@@ -270,15 +280,17 @@ class BoardWorker(threading.Thread):
 
 
 def run_boards(queues: list[tuple[DeviceSpec, list[QueuedJob]]], make_transport: TransportFactory,
-               policy: RetryPolicy, handle: Callable[[Event], None]) -> dict[str, BoardOutcome]:
-    """Run every board's queue in parallel, calling `handle` (in this thread) for each event, in order.
+               policy: RetryPolicy, handle: Callable[[Event], None],
+               admit: Admission | None = None) -> dict[str, BoardOutcome]:
+    """Run every board's queue in parallel, calling `handle` (in this thread) for each event, in order; a job
+    `admit` refuses for its board (given the board's agent info) is finished with the reason, never sent.
 
     On an interrupt (KeyboardInterrupt) every board is stopped and its running job killed; results
     that had already arrived are still handled before the interrupt propagates.
     """
     events: queue.Queue[Event] = queue.Queue()
     stop = threading.Event()
-    workers = [BoardWorker(device, items, make_transport, policy, events, stop) for device, items in queues]
+    workers = [BoardWorker(device, items, make_transport, policy, events, stop, admit) for device, items in queues]
     for worker in workers:
         worker.start()
     outcomes: dict[str, BoardOutcome] = {}

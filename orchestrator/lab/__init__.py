@@ -20,10 +20,12 @@ from orchestrator.builder.pipeline import BuildOutcome
 from orchestrator.fleet.check import BoardCheck, check_boards
 from orchestrator.fleet.devices import DeviceSpec, resolve_devices
 from orchestrator.fleet.inventory import BoardSpec, Inventory, board_from_fields, default_inventory_path, load_inventory
+from orchestrator.fleet.local import LocalTransport
 from orchestrator.fleet.ssh import HostKeyOffer, SshSettings, default_settings, fetch_host_key, trust_host_key
 from orchestrator.lab.nightly import run_nightly
 from orchestrator.lab.rerun import scheduled_rerun
 from orchestrator.lab.sweep import SweepObserver, SweepOptions, SweepReport, build_and_record, run_sweep
+from orchestrator.lab.targets import resolve_target
 from orchestrator.recipes import LoadedRecipe, load_recipe
 from orchestrator.results.db import open_database
 from orchestrator.results.export import Exported, export_tables
@@ -78,22 +80,29 @@ class Lab:
         return SweepOptions(ssh=self.ssh, **settings)
 
     def sweep(self, recipe: Path, devices: str = "local", force: bool = False, wait_for_lock: bool = True,
-              repeat: int | None = None, observer: SweepObserver | None = None) -> SweepReport:
-        """Build every variant of the recipe, measure each on the devices and record every result."""
-        loaded = self.recipe(recipe, repeat)
+              repeat: int | None = None, observer: SweepObserver | None = None,
+              target_runtime: str | None = None) -> SweepReport:
+        """Build every variant of the recipe (for `target_runtime` if given, else as the recipe says), measure
+        each on the devices and record every result."""
+        loaded = self.recipe(recipe, repeat, target_runtime)
         targets = self.devices(devices)
         options = self.options(skip_done=not force, wait_for_lock=wait_for_lock)
         return run_sweep(loaded, targets, self.engine, self.store, observer=observer, options=options)
 
-    def build(self, recipe: Path, observer: SweepObserver | None = None) -> BuildOutcome:
-        """Build every variant of the recipe (nothing already built is built again), recording each."""
-        return build_and_record(self.recipe(recipe), self.engine, self.store, observer)
+    def build(self, recipe: Path, observer: SweepObserver | None = None,
+              target_runtime: str | None = None) -> BuildOutcome:
+        """Build every variant of the recipe (nothing already built is built again), recording each; built for
+        `target_runtime` if given, else as the recipe says (`auto`: this machine's onnxruntime)."""
+        loaded = self.recipe(recipe, target_runtime=target_runtime)
+        target = resolve_target(loaded, dict, lambda: LocalTransport(self.store.root).info())
+        return build_and_record(loaded, self.engine, self.store, observer, target=target)
 
     @staticmethod
-    def recipe(path: Path, repeat: int | None = None) -> LoadedRecipe:
-        """A validated recipe, every job measured `repeat` times when given (else as the recipe says)."""
+    def recipe(path: Path, repeat: int | None = None, target_runtime: str | None = None) -> LoadedRecipe:
+        """A validated recipe, every job measured `repeat` times and built for `target_runtime` when given."""
         loaded = load_recipe(path)
-        return loaded.with_repeat(repeat) if repeat is not None else loaded
+        loaded = loaded.with_repeat(repeat) if repeat is not None else loaded
+        return loaded.with_target_runtime(target_runtime) if target_runtime is not None else loaded
 
     # -- reading results -------------------------------------------------------------------------------------
     def results(self, sweep: str = "last", device: str | None = None,
@@ -132,8 +141,14 @@ class Lab:
 
     # -- the board inventory ---------------------------------------------------------------------------------
     def check_devices(self, names: list[str] | None = None) -> list[BoardCheck]:
-        """Connect to each board (default: all), deploy the agent, judge what it reports; one check per board."""
-        return check_boards([self.inventory.get(name) for name in names or list(self.inventory.boards)], self.ssh)
+        """Connect to each board (default: all), deploy the agent, judge what it reports; one check per board.
+        What a board said (its software, what its onnxruntime loads) is kept with the device in the database."""
+        checks = check_boards([self.inventory.get(name) for name in names or list(self.inventory.boards)], self.ssh)
+        results = ResultsStore(self.engine)
+        for check in checks:
+            if check.info:
+                results.upsert_device(check.device, "ssh", check.info)
+        return checks
 
     def add_device(self, name: str, fields: dict[str, Any]) -> BoardSpec:
         """Add a board to the inventory file."""

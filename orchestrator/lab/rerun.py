@@ -16,6 +16,7 @@ from orchestrator.fleet.inventory import Inventory
 from orchestrator.fleet.scheduler import Event, JobFinished, QueuedJob, run_boards
 from orchestrator.lab.jobs import job_files
 from orchestrator.lab.sweep import SweepOptions, default_transports
+from orchestrator.lab.targets import Preflight
 from orchestrator.results.findings import SeriesRef
 from orchestrator.results.regress import Rerun
 
@@ -43,7 +44,7 @@ def scheduled_rerun(store: ArtifactStore, inventory: Inventory, options: SweepOp
             if isinstance(event, JobFinished):
                 results.append(event.result)
 
-        run_boards([(device, [item])], make_transport, options.retry, keep_result)
+        run_boards([(device, [item])], make_transport, options.retry, keep_result, admit=Preflight(store))
         return results[0] if results else None
 
     return rerun

@@ -41,10 +41,12 @@ from orchestrator.fleet.scheduler import (
 from orchestrator.fleet.ssh import SshSettings
 from orchestrator.lab.jobs import Job, plan_jobs, queue_job
 from orchestrator.lab.settings import providers_for
+from orchestrator.lab.targets import Preflight, board_infos, resolve_target
 from orchestrator.recipes import LoadedRecipe, Recipe
 from orchestrator.results.mapping import series_identity
 from orchestrator.results.queries import ok_results_by_series
 from orchestrator.results.store import ResultsStore
+from orchestrator.runtimes import Runtime
 
 
 @dataclass
@@ -79,7 +81,7 @@ class JobTiming:
 @dataclass
 class SweepReport:
     """What a sweep did: its id, how many jobs ended in each status, how each board fared, which variants did not
-    build."""
+    build, and the onnxruntime it built for (None: none was targeted)."""
 
     sweep_id: int
     jobs_total: int
@@ -89,6 +91,7 @@ class SweepReport:
     boards: dict[str, BoardOutcome] = field(default_factory=dict)
     timings: list[JobTiming] = field(default_factory=list)
     failed_builds: list[FailedVariant] = field(default_factory=list)
+    target: Runtime | None = None
 
     @property
     def jobs_done(self) -> int:
@@ -137,24 +140,44 @@ class RecordingBuild:
 
 
 def build_and_record(loaded: LoadedRecipe, engine: Engine, store: ArtifactStore,
-                     observer: SweepObserver | None = None, evaluation: bool = False) -> BuildOutcome:
-    """Build a recipe's variants (reusing the cache), recording each in the results database as it is built."""
+                     observer: SweepObserver | None = None, evaluation: bool = False,
+                     target: Runtime | None = None) -> BuildOutcome:
+    """Build a recipe's variants (reusing the cache) for the `target` onnxruntime if one is given, recording each
+    in the results database as it is built."""
     recording = RecordingBuild(ResultsStore(engine), loaded.recipe.name, observer or SweepObserver())
-    return build_recipe(loaded, store, recording, evaluation=evaluation)
+    return build_recipe(loaded, store, recording, evaluation=evaluation, target=target)
 
 
 def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, store: ArtifactStore,
               observer: SweepObserver | None = None, kind: str = "manual",
               options: SweepOptions | None = None) -> SweepReport:
-    """Build, benchmark and record one recipe on the given devices."""
+    """Build (for the recipe's target runtime, lab/targets.py), benchmark and record one recipe on the given
+    devices."""
     observer = observer or SweepObserver()
     options = options or SweepOptions()
     if options.ssh is None and options.make_transport is None and any(d.kind == "ssh" for d in devices):
         raise DeviceError("boards need SSH settings (SweepOptions.ssh)")
+    target = resolve_target(loaded, lambda: ask_boards(devices, engine, store, options),
+                            lambda: LocalTransport(store.root).info())
     built = build_and_record(loaded, engine, store, observer,
-                             evaluation=loaded.recipe.benchmark.accuracy == "full_test_set")
-    return benchmark(loaded, built.variants, built.evaluation, devices, engine, store, observer, kind, options,
-                     failures=built.failures)
+                             evaluation=loaded.recipe.benchmark.accuracy == "full_test_set", target=target)
+    report = benchmark(loaded, built.variants, built.evaluation, devices, engine, store, observer, kind, options,
+                       failures=built.failures)
+    report.target = target
+    return report
+
+
+def ask_boards(devices: list[DeviceSpec], engine: Engine, store: ArtifactStore,
+               options: SweepOptions) -> dict[str, dict[str, Any] | str]:
+    """Every device's agent `info` before anything is built (recorded with the device), or why it had none."""
+    make_transport = options.make_transport or default_transports(store, options, "orch sweep (asking its runtime)")
+    answers = board_infos(devices, make_transport)
+    results = ResultsStore(engine)
+    for device in devices:
+        info = answers.get(device.name)
+        if isinstance(info, dict):
+            results.upsert_device(device.name, device.kind, info)
+    return answers
 
 
 def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: str | None,
@@ -184,7 +207,7 @@ def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: st
     for device, variant_id, spec, reason in unbuilt:
         recorder.record_unbuilt(device, variant_id, spec, reason)
     try:
-        report.boards = run_boards(queues, make_transport, options.retry, recorder.handle)
+        report.boards = run_boards(queues, make_transport, options.retry, recorder.handle, admit=Preflight(store))
     except KeyboardInterrupt:
         report.status = "interrupted"
         results.finish_sweep(report.sweep_id, report.status)

@@ -15,9 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.recipes.loading import LoadedRecipe
 from orchestrator.recipes.schema import QuantizeSpec, VariantsGrid
-
-# The lowest ai.onnx opset orch quantizes at: per-channel QDQ (DequantizeLinear with an axis) needs 13.
-QUANTIZATION_OPSET = 13
+from orchestrator.runtimes import Runtime
 
 
 class Step(BaseModel):
@@ -49,12 +47,13 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def expand(loaded: LoadedRecipe) -> list[VariantPlan]:
+def expand(loaded: LoadedRecipe, target: Runtime | None = None) -> list[VariantPlan]:
     """Every combination of the recipe's variant axes, grid after grid (`include`), as build plans
-    (duplicates merged, order kept). Two grids that give one name to different builds are a RecipeError."""
+    (duplicates merged, order kept), built for the `target` onnxruntime when one is given (runtimes.py: opsets
+    it loads, kernels it has). Two grids that give one name to different builds are a RecipeError."""
     plans: dict[str, VariantPlan] = {}
     for index, grid in enumerate(loaded.recipe.variants.grids()):
-        for plan in _expand_grid(loaded, grid):
+        for plan in _expand_grid(loaded, grid, target):
             known = plans.setdefault(plan.name, plan)
             if known.steps != plan.steps:
                 raise loaded.error_at(("variants", "include", index - 1) if index else ("variants",),
@@ -63,8 +62,9 @@ def expand(loaded: LoadedRecipe) -> list[VariantPlan]:
     return list(plans.values())
 
 
-def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid) -> list[VariantPlan]:
+def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid, target: Runtime | None) -> list[VariantPlan]:
     recipe = loaded.recipe
+    max_opset = target.max_opsets.get("", grid.opset) if target else grid.opset
     plans: dict[str, VariantPlan] = {}
     prefixes = _onnx_prefixes(loaded) if recipe.model.onnx else _torch_prefixes(loaded, grid)
     sizes = grid.input_size or [recipe.dataset.image_size]
@@ -75,16 +75,18 @@ def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid) -> list[VariantPlan]:
             if grid.input_size:
                 steps.append(Step(name="resize_input", params={"image_size": size}))
             if "opset" in grid.model_fields_set:
-                steps.append(Step(name="convert_opset", params={"opset": grid.opset}))
+                steps.append(Step(name="convert_opset", params={"opset": min(grid.opset, max_opset)}))
+            if target is not None:
+                steps.append(Step(name="limit_opset", params={"max_opset": max_opset}))
         else:
-            steps.append(Step(name="export", params={"image_size": size, "opset": grid.opset}))
+            steps.append(Step(name="export", params={"image_size": size, "opset": min(grid.opset, max_opset)}))
         if simplify:
             steps.append(Step(name="simplify", params={}))
-        if quantize.mode in ("dynamic", "static") and recipe.model.onnx:
-            # A file from elsewhere may be older than onnxruntime's quantizer needs (orch's exports never are).
-            steps.append(Step(name="upgrade_opset", params={"min_opset": QUANTIZATION_OPSET}))
         if quantize.mode != "none":
-            steps.append(Step(name="quantize", params=_quantize_params(quantize, grid)))
+            params = _quantize_params(quantize, grid)
+            if target is not None:
+                params["target"] = target.key()
+            steps.append(Step(name="quantize", params=params))
         parts = [prefix_name] if prefix_name else []
         if grid.input_size:
             parts.append(f"{size}px")
@@ -93,7 +95,8 @@ def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid) -> list[VariantPlan]:
         parts.append(quantize.label)
         name = "/".join(parts)
         plans.setdefault(name, VariantPlan(name=name, steps=tuple(steps), axes={
-            **axes, "input_size": size, "simplify": simplify, "quantize": quantize.label}))
+            **axes, "input_size": size, "simplify": simplify, "quantize": quantize.label,
+            "target_runtime": target.version if target else None}))
     return list(plans.values())
 
 

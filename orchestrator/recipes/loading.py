@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from orchestrator.datasets import DATASETS
-from orchestrator.errors import LocatedError, RecipeError
+from orchestrator.errors import LocatedError, RecipeError, UserError
 from orchestrator.recipes.schema import Recipe, onnx_source_conflicts
 from orchestrator.yamlfile import YamlDocument, dotted, read_yaml
 
@@ -33,6 +33,18 @@ class LoadedRecipe(BaseModel):
         """This recipe with every job measured `repeat` times (the --repeat flag)."""
         benchmark = self.recipe.benchmark.model_copy(update={"repeat": repeat})
         copy = self.model_copy(update={"recipe": self.recipe.model_copy(update={"benchmark": benchmark})})
+        copy._yaml = self._yaml
+        return copy
+
+    def with_target_runtime(self, target: str) -> LoadedRecipe:
+        """This recipe built for another onnxruntime (the --target-runtime flag: `auto` or a release)."""
+        try:
+            variants = type(self.recipe.variants).model_validate(
+                {**self.recipe.variants.model_dump(exclude_unset=True), "target_runtime": target})
+        except ValidationError as exc:
+            raise UserError(f"--target-runtime {target}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") \
+                from None
+        copy = self.model_copy(update={"recipe": self.recipe.model_copy(update={"variants": variants})})
         copy._yaml = self._yaml
         return copy
 

@@ -312,9 +312,26 @@ class VariantsSpec(VariantsGrid):
         is this section with the sections the entry names replaced whole: `{sparsify: {ratio: 0.5}}`
         is this grid with that sparsify axis, `{prune: {method: taylor, ratio: 0.5}}` replaces the
         whole prune section (keys it leaves out take their defaults, not this section's values).
+    target_runtime: build every variant for an onnxruntime: `auto` (the oldest among the sweep's boards, or this
+        machine's for `orch build`), or a release such as "1.16" (absent: this machine's onnxruntime; every
+        artifact still imports only the opsets it uses, and each board refuses what it cannot load)
     """
 
     include: list[VariantsGrid] = Field(default_factory=list)
+    target_runtime: str | None = None
+
+    @field_validator("target_runtime")
+    @classmethod
+    def _known_runtime(cls, target: str | None) -> str | None:
+        if target is not None and target != "auto":
+            from orchestrator.errors import UserError
+            from orchestrator.runtimes import Runtime
+
+            try:
+                Runtime.from_version(target)  # a release orch has not probed is refused, naming the known ones
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
+        return target
 
     def grids(self) -> list[VariantsGrid]:
         """This grid, then one grid per `include` entry (this grid with the entry's sections replaced)."""

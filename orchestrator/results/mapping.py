@@ -81,6 +81,7 @@ def variant_axis_columns(axes: dict[str, Any]) -> dict[str, Any]:
         "finetune_epochs": axes.get("finetune_epochs"), "sparsity_target": axes.get("sparsity_target"),
         "fold_bn": axes.get("fold_bn"), "distilled": bool(axes["distill"]) if "distill" in axes else None,
         "input_size": axes.get("input_size"), "quantize": axes.get("quantize"), "simplify": axes.get("simplify"),
+        "target_runtime": axes.get("target_runtime"),
     }
 
 

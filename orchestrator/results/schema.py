@@ -113,6 +113,10 @@ class Variant(Base):
     # How closely a quantized or fp16 variant reproduces the model it came from, on calibration images.
     output_error: Mapped[float | None] = mapped_column(Float, nullable=True)     # mean relative L2 error
     top1_agreement: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Added by migration 0004: the onnxruntime release a build targeted, and what a runtime must load of it.
+    target_runtime: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    ir_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    opsets: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Series(Base):

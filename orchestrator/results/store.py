@@ -116,6 +116,7 @@ class ResultsStore:
                 onnx_nodes=meta.get("onnx_nodes"), nodes_before_simplify=meta.get("nodes_before_simplify"),
                 nodes_after_simplify=meta.get("nodes_after_simplify"),
                 output_error=agreement.get("relative_error"), top1_agreement=agreement.get("top1_agreement"),
+                ir_version=meta.get("ir_version"), opsets=meta.get("opsets"),
                 **mapping.variant_axis_columns(variant.axes)))
         self._write(work)
 

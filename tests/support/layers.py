@@ -16,7 +16,7 @@ from pathlib import Path
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("agent", ("agent",)),
     ("foundation", ("orchestrator", "orchestrator.errors", "orchestrator.yamlfile")),
-    ("core", ("orchestrator.artifacts", "orchestrator.datasets", "orchestrator.models")),
+    ("core", ("orchestrator.artifacts", "orchestrator.datasets", "orchestrator.models", "orchestrator.runtimes")),
     ("recipes", ("orchestrator.recipes",)),
     ("builder", ("orchestrator.builder",)),
     ("results", ("orchestrator.results",)),
@@ -25,6 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("interface", ("orchestrator.cli", "orchestrator.ui")),
 ]
 PACKAGES = ("agent", "orchestrator")
+# Names that stand for themselves only, not for everything under them (the package of the workstation side).
+EXACT = {"orchestrator"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def layer_of(module: str) -> int:
     best, index = -1, -1
     for position, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            matches = module == prefix or module.startswith(prefix + ".")
+            matches = module == prefix or (prefix not in EXACT and module.startswith(prefix + "."))
             if matches and len(prefix) > best:
                 best, index = len(prefix), position
     if index < 0:
