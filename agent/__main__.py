@@ -1,7 +1,8 @@
 """python -m agent bench|info|serve
 
   bench --cache DIR   read one job spec (JSON) on stdin, run it, print its result JSON
-  info [--cache DIR]  print the board's identity, software stack, free disk and power meters as JSON
+  info [--cache DIR]  print the board's identity, software stack, free disk and power meters as JSON (one line,
+                      framed: see agent/__init__.py FRAME)
   serve --cache DIR --lock-file PATH [--lock wait|fail]
                       take the board lock and serve the restricted rpyc service on 127.0.0.1
                       for one orchestrator session (protocol: agent/service.py)
@@ -16,6 +17,7 @@ import signal
 import sys
 from typing import List, Optional
 
+from agent import framed
 from agent.runner import PARENT_ENV
 from agent.spec import JobSpec, SpecError
 
@@ -60,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "info":
         from agent.service import board_info
 
-        print(json.dumps(board_info(args.cache), sort_keys=True))
+        print(framed(json.dumps(board_info(args.cache), sort_keys=True)))
         return 0
     if args.command == "serve":
         from agent.service import serve as serve_session

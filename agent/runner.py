@@ -28,9 +28,13 @@ PARENT_ENV = "ORCH_AGENT_PARENT_PID"
 
 
 def job_deadline_s(spec: JobSpec) -> float:
-    """Seconds after which a job process is presumed hung and killed."""
+    """Seconds after which a job process is presumed hung and killed: every phase a job may wait through (rest,
+    the thermal gate, the idle power baseline, warm-up, measurement) plus the allowance."""
     warmup_bound = spec.warmup.max_s or max(10.0 * spec.warmup.min_s, 30.0)
-    return warmup_bound + float(spec.measure.max_s or 0.0) + DEADLINE_ALLOWANCE_S
+    thermal_wait = spec.thermal.wait_timeout_s if spec.thermal.max_c is not None else 0.0
+    idle = spec.power_idle_s if spec.power is not None else 0.0
+    return (spec.rest_s + thermal_wait + idle + warmup_bound + float(spec.measure.max_s or 0.0)
+            + DEADLINE_ALLOWANCE_S)
 
 
 class JobRunner:

@@ -38,14 +38,14 @@ import rpyc
 from rpyc.utils.authenticators import AuthenticationError
 from rpyc.utils.server import ThreadedServer
 
-from agent import __version__, telemetry
+from agent import __version__, framed, telemetry
 from agent.result import error_result
 from agent.runner import JobRunner
 from agent.spec import SpecError
 
 SUFFIXES = (".onnx", ".npz")
-TOKEN_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+TOKEN_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
+SHA256_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 EXIT_BUSY = 3
 
 # Both ends of the connection (this service and the orchestrator, orchestrator/fleet/transport.py) use this:
@@ -170,7 +170,8 @@ class BoardLock:
     def __init__(self, path: str):
         self.path = path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a board.lock planted as a symlink to another file must not have that file truncated.
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
 
     def try_acquire(self, holder: str) -> bool:
         try:
@@ -192,7 +193,8 @@ class BoardLock:
 
 
 def emit(out: IO[str], event: str, **fields: Any) -> None:
-    out.write(json.dumps(dict(fields, event=event)) + "\n")
+    """One framed event line (agent/__init__.py FRAME) for the orchestrator reading this session's stdout."""
+    out.write(framed(json.dumps(dict(fields, event=event))) + "\n")
     out.flush()
 
 

@@ -61,17 +61,24 @@ class Gate:
         one run and a cap."""
         found = []
         least = 1 if timed else 0
-        if isinstance(self.min_iters, bool) or not isinstance(self.min_iters, int) or self.min_iters < least:
-            found.append(("min_iters", f"must be an integer greater than or equal to {least}"))
-        if not _finite(self.min_s) or self.min_s < 0:
-            found.append(("min_s", "must be a finite number greater than or equal to 0"))
+        if isinstance(self.min_iters, bool) or not isinstance(self.min_iters, int) or \
+                not least <= self.min_iters <= MAX_ITERS:
+            found.append(("min_iters", f"must be an integer greater than or equal to {least}, at most {MAX_ITERS}"))
+        if not _seconds(self.min_s):
+            found.append(("min_s", f"must be a number of seconds from 0 to {MAX_SECONDS}"))
         if self.max_s is None:
             if timed:
                 found.append(("max_s", "is required: the longest a measurement may run, in seconds"))
-        elif not _finite(self.max_s) or self.max_s <= 0:
-            found.append(("max_s", "must be a finite number greater than 0"))
+        elif not _seconds(self.max_s) or self.max_s <= 0:
+            found.append(("max_s", f"must be a number of seconds above 0, at most {MAX_SECONDS}"))
+        elif _finite(self.min_s) and self.max_s < self.min_s:
+            found.append(("max_s", f"{self.max_s:g} s is below min_s {self.min_s:g} s: the gate could never be met"))
         return found
 
+
+# Bounds of every gate and wait: beyond them a value is a mistake (and would overflow the runner's clocks).
+MAX_SECONDS = 86400.0
+MAX_ITERS = 10**9
 
 DEFAULT_WARMUP = Gate(min_iters=10, min_s=0.5)
 DEFAULT_MEASURE = Gate(min_iters=300, min_s=3.0, max_s=60.0)
@@ -116,10 +123,10 @@ class Thermal:
     def problems(self) -> List[Tuple[str, str]]:
         """(field, what is wrong) for each unusable field."""
         found = []
-        if self.max_c is not None and (not _finite(self.max_c) or self.max_c <= 0):
-            found.append(("max_c", "must be a finite number of degrees C greater than 0"))
-        if not _finite(self.wait_timeout_s) or self.wait_timeout_s < 0:
-            found.append(("wait_timeout_s", "must be a finite number greater than or equal to 0"))
+        if self.max_c is not None and (not _finite(self.max_c) or not 0 < self.max_c <= 200):
+            found.append(("max_c", "must be a number of degrees C above 0, at most 200"))
+        if not _seconds(self.wait_timeout_s):
+            found.append(("wait_timeout_s", f"must be a number of seconds from 0 to {MAX_SECONDS}"))
         return found
 
 
@@ -215,8 +222,8 @@ class JobSpec:
             raise SpecError(f"thermal.{key} {problem}")
         if self.power is not None and not isinstance(self.power.get("type"), str):
             raise SpecError("power must be a meter spec with a `type`")
-        if not (_finite(self.power_idle_s) and _finite(self.rest_s)) or self.power_idle_s < 0 or self.rest_s < 0:
-            raise SpecError("power_idle_s and rest_s must be finite and >= 0")
+        if not (_seconds(self.power_idle_s) and _seconds(self.rest_s)):
+            raise SpecError(f"power_idle_s and rest_s must be numbers of seconds from 0 to {MAX_SECONDS}")
         if self.max_cv is not None and (not _finite(self.max_cv) or self.max_cv <= 0):
             raise SpecError("max_cv must be a finite number > 0")
 
@@ -224,6 +231,11 @@ class JobSpec:
 def _finite(value: Any) -> bool:
     """A real number that is neither infinite nor NaN (bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _seconds(value: Any) -> bool:
+    """A duration orch can wait for: finite, not negative, at most MAX_SECONDS."""
+    return _finite(value) and 0 <= value <= MAX_SECONDS
 
 
 def _optional_float(value: Any) -> Optional[float]:

@@ -58,28 +58,44 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class ArtifactStore:
-    """Artifacts by content hash, plus the build cache that maps lineage keys to them."""
+    """Artifacts by content hash, plus the build cache that maps lineage keys to them.
+
+    Nothing is trusted for its name alone: an artifact's bytes are hashed before the store hands it out as a
+    cache hit or keeps it in place of new bytes (a flipped byte, a truncated copy), and a damaged one is rebuilt
+    and rewritten. A file is hashed once per process while its size and modification time stay the same.
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._verified: dict[Path, tuple[int, int]] = {}
 
     def path(self, sha256: str, suffix: str) -> Path:
         return self.root / f"{sha256}{suffix}"
 
     def put(self, data: bytes, suffix: str) -> str:
-        """Store `data` under its sha256 (once) and return the hash."""
+        """Store `data` under its sha256 (once; a damaged copy in place is replaced) and return the hash."""
         digest = sha256_bytes(data)
-        target = self.path(digest, suffix)
-        if not (target.exists() and target.stat().st_size == len(data)):
-            atomic_write(target, data)
+        if not self.verify(digest, suffix):
+            atomic_write(self.path(digest, suffix), data)
         return digest
 
     def verify(self, sha256: str, suffix: str) -> bool:
         """True when the artifact exists and its bytes still hash to its name."""
+        path = self.path(sha256, suffix)
         try:
-            return sha256_bytes(self.path(sha256, suffix).read_bytes()) == sha256
-        except FileNotFoundError:
+            info = path.stat()
+            if self._verified.get(path) == (info.st_size, info.st_mtime_ns):
+                return True
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
             return False
+        if digest.hexdigest() != sha256:
+            return False
+        self._verified[path] = (info.st_size, info.st_mtime_ns)
+        return True
 
     # -- build cache -------------------------------------------------------
 
@@ -88,12 +104,11 @@ class ArtifactStore:
         entry_path = self.root / "cache" / f"{key}.json"
         try:
             entry = json.loads(entry_path.read_text())
-        except (FileNotFoundError, ValueError):
+            sha256, suffix = str(entry["sha256"]), str(entry["suffix"])
+            intact = isinstance(entry.get("meta"), dict) and self.verify(sha256, suffix)
+        except (OSError, ValueError, TypeError, KeyError):  # missing, or not an entry orch wrote: a miss
             return None
-        artifact = self.path(entry["sha256"], entry["suffix"])
-        if not artifact.exists() or artifact.stat().st_size != entry.get("size"):
-            return None
-        return entry
+        return entry if intact else None
 
     def remember(self, key: str, sha256: str, suffix: str, meta: dict[str, Any]) -> None:
         size = self.path(sha256, suffix).stat().st_size

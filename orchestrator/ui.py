@@ -1,6 +1,9 @@
 """Terminal presentation for the CLI (rich): progress bars, and a table or lines for each thing a command shows.
 
 Every function here takes library objects and returns something to print; nothing here decides anything.
+Whatever comes from data (a variant name, a SQL value, a board's answer, a file path) is shown as text, never
+read as rich markup: lines are `Text` built from (text, style) parts, table cells are `Text`, and progress
+notes are escaped. A value holding `[/red]` or `:x:` prints as written.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.builder.pipeline import BuiltVariant, FailedVariant
 from orchestrator.fleet.check import BoardCheck
@@ -22,6 +27,16 @@ from orchestrator.results.findings import CLEARED, CONFIRMED, IMPROVEMENT, SUSPE
 from orchestrator.results.readonly import QueryResult
 
 STATUS_STYLE = {"ok": "green", "invalid": "yellow", "error": "red"}
+
+
+def line(*parts: str | tuple[str, str]) -> Text:
+    """A line of text from plain parts and (text, style) parts; nothing in it is read as markup."""
+    return Text.assemble(*parts)
+
+
+def cell(value: Any, style: str = "") -> Text:
+    """A table cell showing `value` as written."""
+    return Text("" if value is None else str(value), style=style)
 
 
 class SweepProgress(SweepObserver):
@@ -48,11 +63,11 @@ class SweepProgress(SweepObserver):
     def variant_built(self, variant: BuiltVariant) -> None:
         self.built_fresh += variant.steps_run > 0
         note = "built" if variant.steps_run else "cached"
-        self.progress.update(self.build_task, advance=1, current=f"{variant.name} ({note})")
+        self.progress.update(self.build_task, advance=1, current=f"{escape(variant.name)} ({note})")
 
     def variant_failed(self, variant: FailedVariant) -> None:
         # Why it failed is told once, in the summary after the run (ui.build_failures).
-        self.progress.update(self.build_task, advance=1, current=f"{variant.name} ([red]failed[/red])")
+        self.progress.update(self.build_task, advance=1, current=f"{escape(variant.name)} ([red]failed[/red])")
 
     def bench_started(self, total: int) -> None:
         self.bench_task = self.progress.add_task("all jobs", total=total, current="")
@@ -64,20 +79,22 @@ class SweepProgress(SweepObserver):
         if device not in self.board_tasks or state == "busy":
             return  # a running job shows its variant instead
         style = {"failed": "yellow", "down": "red", "released": "dim"}.get(state, "dim")
-        self.progress.update(self.board_tasks[device], current=f"[{style}]{state}" + (f": {note}" if note else ""))
+        self.progress.update(self.board_tasks[device],
+                             current=f"[{style}]{state}" + (f": {escape(note)}" if note else ""))
         if state in ("failed", "down"):
-            self.progress.console.print(f"[{style}]{device}: {state}: {note}", highlight=False)
+            self.progress.console.print(line((f"{device}: {state}: {note}", style)), highlight=False)
 
     def job_started(self, job: Job) -> None:
         label = job.label.removeprefix(f"{job.device.name}: ")
-        self.progress.update(self.board_tasks.get(job.device.name, self.bench_task), current=label)
-        self.progress.update(self.bench_task, current=job.label)
+        self.progress.update(self.board_tasks.get(job.device.name, self.bench_task), current=escape(label))
+        self.progress.update(self.bench_task, current=escape(job.label))
 
     def job_finished(self, job: Job, result: dict[str, Any]) -> None:
         status = result["status"]
         if status != "ok":
             why = result.get("error") or "; ".join(result.get("reasons") or [])
-            self.progress.console.print(f"[{STATUS_STYLE.get(status, 'red')}]{job.label}: {status}: {why}")
+            self.progress.console.print(line((f"{job.label}: {status}: {why}", STATUS_STYLE.get(status, "red"))),
+                                        highlight=False)
         if job.device.name in self.board_tasks:
             self.progress.update(self.board_tasks[job.device.name], advance=1)
         self.progress.update(self.bench_task, advance=1)
@@ -97,17 +114,17 @@ def results_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> Ta
     Columns that are the same on every row (device, threads) are left out, and
     throughput (1000 / mean latency) only shows on terminals wider than 100.
     """
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+    table = Table(title=cell(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption="latency in ms: nearest-rank percentiles of the timed sess.run calls",
                   caption_justify="left")
     show = {"device": len({row["device"] for row in rows}) > 1,
             "thr": len({row["threads"] for row in rows}) > 1,
             "inf/s": width > 100}
     columns: list[tuple[str, str, Any]] = [
-        ("device", "left", lambda r: r["device"]),
-        ("variant", "left", lambda r: r["variant"]),
+        ("device", "left", lambda r: cell(r["device"])),
+        ("variant", "left", lambda r: cell(r["variant"])),
         ("thr", "right", lambda r: str(r["threads"])),
-        ("status", "left", lambda r: f"[{STATUS_STYLE.get(r['status'], 'red')}]{r['status']}"),
+        ("status", "left", lambda r: cell(r["status"], STATUS_STYLE.get(r["status"], "red"))),
         ("p50", "right", lambda r: _fmt(r["p50_ms"])),
         ("p90", "right", lambda r: _fmt(r["p90_ms"])),
         ("p99", "right", lambda r: _fmt(r["p99_ms"])),
@@ -154,11 +171,11 @@ def _step_text(name: str, params: dict[str, Any]) -> str:
 
 def plans_table(plans: list[VariantPlan], title: str) -> Table:
     """The expanded grid: one row per variant with the steps that build it."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=cell(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("variant", no_wrap=True)
     table.add_column("steps")
     for plan in plans:
-        table.add_row(plan.name, " > ".join(_step_text(step.name, step.params) for step in plan.steps))
+        table.add_row(cell(plan.name), cell(" > ".join(_step_text(step.name, step.params) for step in plan.steps)))
     return table
 
 
@@ -174,12 +191,12 @@ def _count(value: float | None) -> str:
 
 def variants_table(variants: list[BuiltVariant], title: str) -> Table:
     """Built variants: id, name, size figures, host-side accuracy; sparsity only when some variant has any."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(title=cell(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     show_sparsity = any((v.meta.get("sparsity") or 0) > 0 for v in variants)
     longest = max((len(v.name) for v in variants), default=7)
     columns: list[tuple[str, str, Any]] = [
         ("id", "left", lambda v: v.sha256[:10]),
-        ("variant", "left", lambda v: v.name),
+        ("variant", "left", lambda v: cell(v.name)),
         ("params", "right", lambda v: _count(v.meta.get("params"))),
         ("MACs", "right", lambda v: _count(v.meta.get("macs"))),
         ("KB", "right", lambda v: f"{v.file_size_bytes / 1024:.0f}"),
@@ -209,9 +226,10 @@ def sweep_summary(report: SweepReport, built_fresh: int, where: str) -> str:
             f"{built_fresh} variants built{target}; results in {where}")
 
 
-def build_failures(failures: list[FailedVariant]) -> list[str]:
+def build_failures(failures: list[FailedVariant]) -> list[Text]:
     """One line per variant that did not build: which step failed and why."""
-    return [f"[red]{failure.name}: build failed at {failure.step}:[/red] {failure.reason}" for failure in failures]
+    return [line((f"{failure.name}: build failed at {failure.step}:", "red"), f" {failure.reason}")
+            for failure in failures]
 
 
 def query_table(result: QueryResult, max_rows: int) -> Table:
@@ -223,9 +241,9 @@ def query_table(result: QueryResult, max_rows: int) -> Table:
     caption = f"first {max_rows} rows; use --format csv for all" if more else f"{len(shown)} rows"
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=caption, caption_justify="left")
     for column in result.columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(cell(column), overflow="fold")
     for row in shown:
-        table.add_row(*(cell_text(value) for value in row))
+        table.add_row(*(cell(cell_text(value)) for value in row))
     return table
 
 
@@ -242,14 +260,15 @@ def regress_findings(report: RegressReport) -> list[Any]:
         style = {CONFIRMED: "red", SUSPECT: "yellow", CLEARED: "green"}
         for f in findings:
             unit = "pts" if f.unit == "points" else "%"
-            table.add_row(f"[{style.get(f.status, 'red')}]{f.status}", f.series.key, f.series.device, f.series.variant,
-                          f.metric, f"{f.baseline_value:.4g}", f"{f.new_value:.4g}",
+            table.add_row(cell(f.status, style.get(f.status, "red")), cell(f.series.key), cell(f.series.device),
+                          cell(f.series.variant), f.metric, f"{f.baseline_value:.4g}", f"{f.new_value:.4g}",
                           "-" if f.rerun_value is None else f"{f.rerun_value:.4g}", f"{f.change_pct:+.1f}{unit}",
                           f"{f.z:.1f}")
         shown.append(table)
-    shown += [f"board {board.device}: {board.status}: {board.note}" for board in report.boards]
-    shown += [f"[red]open confirmed alert {alert['alert_id']}[/red]: {alert['series_key'] or alert['device']} "
-              f"{alert['metric']} (accept with `orch mark`)" for alert in report.open_confirmed]
+    shown += [line(f"board {board.device}: {board.status}: {board.note}") for board in report.boards]
+    shown += [line((f"open confirmed alert {alert['alert_id']}", "red"),
+                   f": {alert['series_key'] or alert['device']} {alert['metric']} (accept with `orch mark`)")
+              for alert in report.open_confirmed]
     shown.append(f"{report.series_checked} series checked: {len(report.confirmed)} confirmed, "
                  f"{len(report.with_status(SUSPECT))} suspect, {len(report.with_status(CLEARED))} cleared by re-run, "
                  f"{len(report.with_status(IMPROVEMENT))} improvements, {len(report.insufficient)} insufficient data")
@@ -258,13 +277,13 @@ def regress_findings(report: RegressReport) -> list[Any]:
 
 def devices_table(inventory: Inventory) -> Table:
     """Every device --devices can name: `local` and the inventory's boards."""
-    table = Table(title=f"devices ({inventory.path})", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=cell(f"devices ({inventory.path})"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("name", "target", "tags", "python", "providers", "power"):
         table.add_column(column, no_wrap=column in ("name", "target"))
     table.add_row("local", "this machine", "", "", "", "")
     for board in inventory.boards.values():
-        table.add_row(board.name, board.target, ",".join(board.tags), board.python, ",".join(board.providers or []),
-                      (board.power or {}).get("type", ""))
+        table.add_row(*map(cell, (board.name, board.target, ",".join(board.tags), board.python,
+                                  ",".join(board.providers or []), (board.power or {}).get("type", ""))))
     return table
 
 
@@ -276,10 +295,10 @@ def checks_table(checks: list[BoardCheck]) -> list[Any]:
     for result in checks:
         info = result.info
         loads = f"IR {info['max_ir_version']}, opset {info['max_opsets'].get('', '?')}" if "max_opsets" in info else "-"
-        table.add_row(result.device, "[green]ok" if result.ok else "[red]fix", info.get("python", "-"),
-                      info.get("numpy", "-"), info.get("onnxruntime", "-"), loads,
-                      ",".join(info.get("providers_available") or []) or "-", info.get("board") or "-",
-                      f"{info['disk_free_mb']:.0f}" if "disk_free_mb" in info else "-",
-                      (info.get("power_meter_detected") or {}).get("type", "-"))
-    return [table] + [f"[red]{result.device}:[/red] {problem.what}\n  fix: {problem.fix}"
+        table.add_row(cell(result.device), cell("ok", "green") if result.ok else cell("fix", "red"),
+                      *map(cell, (info.get("python", "-"), info.get("numpy", "-"), info.get("onnxruntime", "-"), loads,
+                                  ",".join(info.get("providers_available") or []) or "-", info.get("board") or "-",
+                                  f"{info['disk_free_mb']:.0f}" if "disk_free_mb" in info else "-",
+                                  (info.get("power_meter_detected") or {}).get("type", "-"))))
+    return [table] + [line((f"{result.device}:", "red"), f" {problem.what}\n  fix: {problem.fix}")
                       for result in checks for problem in result.problems]

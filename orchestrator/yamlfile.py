@@ -8,7 +8,9 @@ validation error at the deepest node of its key path that the file has.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,9 @@ Loc = list[str | int]
 PYDANTIC_ERROR_MESSAGES = {"extra_forbidden": "unknown key", "unexpected_keyword_argument": "unknown key",
                            "missing": "required key is missing"}
 UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
+MAX_BYTES = 1024 * 1024  # a recipe, an inventory or regress settings; far more is a mistake or an attack
+MAX_DEPTH = 64           # nesting levels; orch's deepest file needs 6
+MAX_NODES = 100_000      # values after expanding aliases
 
 
 @dataclass
@@ -76,21 +81,19 @@ class YamlDocument:
 
 def read_yaml(path: str | Path, error_type: type[LocatedError], what: str,
               entries: dict[str, str] | None = None) -> YamlDocument:
-    """Read and parse a YAML file; a missing, unreadable or malformed file, or a duplicate key, is `error_type`.
+    """Read and parse a YAML file; a missing, unreadable, oversized or malformed file, a duplicate key, nesting
+    deeper than MAX_DEPTH or aliases that expand to more than MAX_NODES nodes is `error_type`.
 
     what: the file's kind, for messages ("recipe"); entries: what the keys of a mapping are called, by the
     mapping's own key ({"devices": "device"}: a repeated key under `devices:` is a "duplicate device").
     """
     shown = str(path)
+    text = _read_text(Path(path), shown, error_type, what)
+    loader = _BoundedLoader(text)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error_type(shown, f"no such {what} file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error_type(shown, f"cannot read {what}: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        _check_size(shown, root, error_type)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed YAML"
@@ -98,8 +101,70 @@ def read_yaml(path: str | Path, error_type: type[LocatedError], what: str,
                          column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise error_type(shown, f"YAML error: {exc}") from None
-    _refuse_duplicate_keys(shown, root, error_type, entries or {})
+    finally:
+        loader.dispose()
+    _refuse_duplicate_keys(shown, root, error_type, entries or {}, seen=set())
     return YamlDocument(shown, data, root, hashlib.sha256(text.encode()).hexdigest(), error_type)
+
+
+def _read_text(path: Path, shown: str, error_type: type[LocatedError], what: str) -> str:
+    """The file's text; what is not a regular file (a FIFO, a device) is refused before it is opened."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise error_type(shown, f"is not a regular file; refusing to read it as a {what}")
+        if info.st_size > MAX_BYTES:
+            raise error_type(shown, f"{info.st_size} bytes is more than a {what} can be ({MAX_BYTES // 1024} KiB)")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error_type(shown, f"no such {what} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error_type(shown, f"cannot read {what}: {exc}") from None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH where it starts (the composer recurses once
+    per level: deeper files would end in a RecursionError)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
+
+
+def _check_size(path: str, root: yaml.Node | None, error_type: type[LocatedError]) -> None:
+    """Refuse a document whose aliases expand to more than MAX_NODES nodes (a few hundred bytes of nested aliases
+    would otherwise expand to billions), at the alias that crosses the limit."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a node that contains itself counts once
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                mark = child.start_mark
+                raise error_type(path, f"expands to more than {MAX_NODES} values (YAML aliases nested too deep)",
+                                 line=mark.line + 1, column=mark.column + 1)
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def dotted(loc: Loc) -> str:
@@ -111,20 +176,23 @@ def dotted(loc: Loc) -> str:
 
 
 def _refuse_duplicate_keys(path: str, node: yaml.Node | None, error_type: type[LocatedError],
-                           entries: dict[str, str], trail: str = "", parent: str = "") -> None:
+                           entries: dict[str, str], seen: set[int], trail: str = "", parent: str = "") -> None:
+    if node is None or id(node) in seen:  # an aliased node is checked once, where it is defined
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        keys: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
             key_path = f"{trail}.{key}" if trail else key
-            if key in seen:
+            if key in keys:
                 raise error_type(path, f"duplicate {entries.get(parent, 'key')}", line=key_node.start_mark.line + 1,
                                  column=key_node.start_mark.column + 1, key=key_path)
-            seen.add(key)
-            _refuse_duplicate_keys(path, value_node, error_type, entries, key_path, key)
+            keys.add(key)
+            _refuse_duplicate_keys(path, value_node, error_type, entries, seen, key_path, key)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _refuse_duplicate_keys(path, item, error_type, entries, f"{trail}[{index}]")
+            _refuse_duplicate_keys(path, item, error_type, entries, seen, f"{trail}[{index}]")
 
 
 def _is_pydantic_tag(part: str) -> bool:

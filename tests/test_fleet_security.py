@@ -14,6 +14,7 @@ import pytest
 import rpyc
 from rpyc.core.stream import SocketStream
 
+from agent import unframed
 from agent.service import EXIT_BUSY, PROTOCOL_CONFIG
 from agent.spec import InputSpec, JobSpec
 from tests.support import REPO, orch, run_env
@@ -104,7 +105,7 @@ class Serve:
         assert self.process.stdin and self.process.stdout
         self.process.stdin.write(json.dumps({"token": token, "holder": "test"}) + "\n")
         self.process.stdin.flush()
-        self.event = json.loads(self.process.stdout.readline())
+        self.event = json.loads(unframed(self.process.stdout.readline())[0])
 
     def connect(self, token: str | None = None) -> Any:
         sock = socket.create_connection(("127.0.0.1", self.event["port"]))
@@ -160,7 +161,7 @@ def test_a_second_agent_on_a_locked_board_waits_or_fails(tmp_path: Path):
         waiting = Serve(tmp_path, lock="wait")
         assert waiting.event["event"] == "waiting"
         assert holder.stop() == 0  # the first session ends: the lock is free
-        assert json.loads(waiting.process.stdout.readline())["event"] == "listening"  # type: ignore[union-attr]
+        assert json.loads(unframed(waiting.process.stdout.readline())[0])["event"] == "listening"  # type: ignore[union-attr]
         assert waiting.stop() == 0
     finally:
         if holder.process.poll() is None:

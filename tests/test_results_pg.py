@@ -44,11 +44,11 @@ def test_round_trip_views_and_quantile(postgres_url):  # noqa: F811
     assert tuple(quantile) == pytest.approx((1.0, 1.1), abs=1e-6)
 
 
-def test_queries_are_read_only(postgres_url):  # noqa: F811
+def test_queries_are_read_only(postgres_server, postgres_url):  # noqa: F811
     engine = open_database(postgres_url)
     store, sweep, device = store_with_variants(engine, ("a" * 64, "fast", {}))
     store.record_result(sweep, device, "a" * 64, SPEC, full_result())
-    readonly = open_readonly(postgres_url)
+    readonly = open_readonly(postgres_server.reader_url(postgres_url))
     for sql in ("DELETE FROM results", "SELECT 1; DELETE FROM results", "COMMIT; DELETE FROM results",
                 "SET TRANSACTION READ WRITE", "DO $$ BEGIN DELETE FROM results; END $$",
                 "CREATE TABLE x (i int)", "SELECT nextval('results_id_seq')"):
@@ -57,6 +57,24 @@ def test_queries_are_read_only(postgres_url):  # noqa: F811
     assert run_query(readonly, "SELECT count(*), '10:30', 'a%b' FROM results").rows == [(1, "10:30", "a%b")]
     with pytest.raises(DatabaseError, match="samples_ms"):  # the zlib blob is for SQLite's function only
         run_query(readonly, "SELECT samples_quantile(data, 0.5) FROM latency_samples")
+
+
+def test_a_role_that_can_write_server_files_is_refused_and_copy_to_program_never_runs(
+        postgres_server, postgres_url, tmp_path):  # noqa: F811
+    open_database(postgres_url).dispose()
+    with pytest.raises(DatabaseError, match="role postgres is a superuser, so a query could write files on the "
+                                            "server.*CREATE ROLE orch_reader LOGIN.*--allow-privileged-role"):
+        open_readonly(postgres_url)
+    reader_url = postgres_server.reader_url(postgres_url)
+    reader = open_readonly(reader_url)
+    target = tmp_path / "pwned"
+    for sql in (f"COPY (SELECT 1) TO '{target}'", f"COPY (SELECT 1) TO PROGRAM 'touch {target}'"):
+        with pytest.raises(DatabaseError, match="query failed"):
+            run_query(reader, sql)
+    assert not target.exists()
+    slow = open_readonly(reader_url, timeout_s=0.5)
+    with pytest.raises(DatabaseError, match="time limit of 0.5 s"):
+        run_query(slow, "SELECT pg_sleep(5)")
 
 
 def test_regress_on_postgresql(postgres_url):  # noqa: F811

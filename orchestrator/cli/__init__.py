@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli import data, devices, sweep
 from orchestrator.cli.options import errors
@@ -29,7 +30,7 @@ def main() -> None:
         app()
     except OrchError as exc:
         code = exc.exit_code
-        errors.print(f"{PREFIX[code]} {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"{PREFIX[code]} {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(int(code))
 
 

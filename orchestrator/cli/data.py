@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli.options import (
+    AllowCommandOption,
     ArtifactsOption,
     ConfigOption,
     DbOption,
@@ -19,9 +21,10 @@ from orchestrator.cli.options import (
     show,
 )
 from orchestrator.errors import FailureFound, UserError
-from orchestrator.results.export import FORMATS, render_text, write_json_report, write_result
+from orchestrator.results.export import FORMATS, write_chunks, write_json_report, write_result
 from orchestrator.results.findings import RegressReport
 from orchestrator.results.judge import load_regress_config
+from orchestrator.results.readonly import DEFAULT_TIMEOUT_S
 from orchestrator.ui import SweepProgress, query_table, regress_findings
 
 TABLE_MAX_ROWS = 1000
@@ -31,18 +34,22 @@ def query(
     sql: Annotated[str, typer.Argument(help="One SQL statement, e.g. \"SELECT * FROM latest_results\".")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json, markdown or parquet.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    timeout: Annotated[float, typer.Option(help="Stop the query after this many seconds.")] = DEFAULT_TIMEOUT_S,
+    allow_privileged_role: Annotated[bool, typer.Option(
+        "--allow-privileged-role", help="PostgreSQL: query as a role that could write server files.")] = False,
     db: DbOption = None,
 ) -> None:
     """Run one read-only SQL query on the results database (it can never change a row) and print the rows."""
     check_format(fmt, output)
-    result = lab(db).query(sql, max_rows=TABLE_MAX_ROWS + 1 if fmt == "table" else None)
-    if output is not None:
-        write_result(result, fmt, output)
-        errors.print(f"{len(result.rows)} rows written to {output}", highlight=False)
-    elif fmt == "table":
-        show(query_table(result, TABLE_MAX_ROWS))
-    else:
-        sys.stdout.write(render_text(result, fmt))
+    where = lab(db)
+    if fmt == "table":
+        show(query_table(where.query(sql, TABLE_MAX_ROWS + 1, timeout, allow_privileged_role), TABLE_MAX_ROWS))
+        return
+    chunks = where.query_chunks(sql, timeout, allow_privileged_role)
+    if output is None:
+        write_chunks(chunks, fmt, sys.stdout)
+        return
+    errors.print(f"{write_result(chunks, fmt, output)} rows written to {escape(str(output))}", highlight=False)
 
 
 def export(
@@ -96,11 +103,13 @@ def nightly(
     db: DbOption = None,
     artifacts: ArtifactsOption = Path("artifacts"),
     inventory: InventoryOption = None,
+    allow_command_meter: AllowCommandOption = False,
 ) -> None:
     """Sweep the nightly recipe on the devices, check what it measured, write a report; exit 1 on a regression."""
     settings = load_regress_config(config)
     with SweepProgress(console) as progress:
-        report = lab(db, artifacts, inventory).nightly(recipe, devices, settings, report_dir, observer=progress)
+        report = lab(db, artifacts, inventory, allow_command_meter).nightly(recipe, devices, settings, report_dir,
+                                                                           observer=progress)
     show(f"report: {report.files[0]} and {report.files[1]}")
     conclude(report.regress, None)
 

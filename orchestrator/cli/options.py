@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from orchestrator.lab import Lab
 
-console = Console()
-errors = Console(stderr=True)
+# No emoji codes: a value such as `:x:` prints as written.
+console = Console(emoji=False)
+errors = Console(stderr=True, emoji=False)
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", envvar="ORCH_DB", help="Results database: a file path or SQLAlchemy URL [default: ./results.db].")]
@@ -19,16 +21,21 @@ ArtifactsOption = Annotated[Path, typer.Option(
     "--artifacts", envvar="ORCH_ARTIFACTS", help="Artifact store folder.")]
 InventoryOption = Annotated[Path | None, typer.Option(
     "--inventory", envvar="ORCH_INVENTORY", help="Board inventory [default: ~/.config/orch/devices.yaml].")]
+AllowCommandOption = Annotated[bool, typer.Option(
+    "--allow-command-meter", help="Run a recipe whose power meter is a `command` (it runs that program on every "
+                                  "board); a board's own command meter belongs in the inventory.")]
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="YAML file of regress settings (baseline_size, z_threshold, metrics, ...); flags win.")]
 
 
-def lab(db: str | None = None, artifacts: Path = Path("artifacts"), inventory: Path | None = None) -> Lab:
+def lab(db: str | None = None, artifacts: Path = Path("artifacts"), inventory: Path | None = None,
+        allow_command_meter: bool = False) -> Lab:
     """The Lab the options name."""
-    return Lab(db=db, artifacts=artifacts, inventory_path=inventory)
+    return Lab(db=db, artifacts=artifacts, inventory_path=inventory, allow_command_meter=allow_command_meter)
 
 
 def show(*renderables: Any) -> None:
-    """Print each table or line (rich markup) to stdout, as written."""
+    """Print each table or line to stdout; a plain string is printed as written (never read as markup)."""
     for item in renderables:
-        console.print(item, highlight=False, soft_wrap=isinstance(item, str))
+        console.print(Text(item) if isinstance(item, str) else item, highlight=False,
+                      soft_wrap=isinstance(item, str | Text))

@@ -8,10 +8,27 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import ArtifactsOption, DbOption, InventoryOption, console, errors, lab, show
+from orchestrator.cli.options import (
+    AllowCommandOption,
+    ArtifactsOption,
+    DbOption,
+    InventoryOption,
+    console,
+    errors,
+    lab,
+    show,
+)
 from orchestrator.errors import FailureFound, RecipeError, UserError
 from orchestrator.recipes import check_recipe, expand, load_recipe
-from orchestrator.ui import SweepProgress, build_failures, plans_table, results_table, sweep_summary, variants_table
+from orchestrator.ui import (
+    SweepProgress,
+    build_failures,
+    line,
+    plans_table,
+    results_table,
+    sweep_summary,
+    variants_table,
+)
 
 RecipeArgument = Annotated[Path, typer.Argument(help="Recipe YAML file.")]
 TargetOption = Annotated[str | None, typer.Option(
@@ -31,11 +48,12 @@ def sweep(
     repeat: Annotated[int | None, typer.Option(
         min=1, help="Measure every job N times, each kept [default: the recipe's benchmark.repeat].")] = None,
     target_runtime: TargetOption = None,
+    allow_command_meter: AllowCommandOption = False,
 ) -> None:
     """Build every variant of RECIPE, benchmark each on the devices, record every result."""
     if lock not in ("wait", "fail"):
         raise UserError("--lock is wait or fail")
-    where = lab(db, artifacts, inventory)
+    where = lab(db, artifacts, inventory, allow_command_meter)
     with SweepProgress(console) as progress:
         report = where.sweep(recipe, devices, force=force, wait_for_lock=lock == "wait", repeat=repeat,
                              observer=progress, target_runtime=target_runtime)
@@ -48,11 +66,12 @@ def sweep(
 
 
 def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOption = Path("artifacts"),
-          target_runtime: TargetOption = None) -> None:
+          target_runtime: TargetOption = None, allow_command_meter: AllowCommandOption = False) -> None:
     """Build every variant of RECIPE (nothing already built is built again) and show them."""
     started = time.perf_counter()
     with SweepProgress(console) as progress:
-        outcome = lab(db, artifacts).build(recipe, observer=progress, target_runtime=target_runtime)
+        outcome = lab(db, artifacts, allow_command_meter=allow_command_meter).build(
+            recipe, observer=progress, target_runtime=target_runtime)
     built = sum(1 for v in outcome.variants if v.steps_run)
     summary = f"built {built} variants ({outcome.steps_run} steps)" if built else "nothing to build: all cached"
     summary += f" for onnxruntime {outcome.target.version}" if outcome.target else ""
@@ -78,23 +97,24 @@ recipes_app = typer.Typer(help="Check and inspect recipes.", no_args_is_help=Tru
 
 
 @recipes_app.command("check")
-def recipes_check(files: Annotated[list[Path], typer.Argument(help="Recipe YAML files.")]) -> None:
+def recipes_check(files: Annotated[list[Path], typer.Argument(help="Recipe YAML files.")],
+                  allow_command_meter: AllowCommandOption = False) -> None:
     """Validate recipes: one line per file, `ok` or what is wrong and where. Exit code 2 if any is bad."""
     bad = 0
     for path in files:
         try:
-            show(f"[green]ok[/green]   {path}: {len(expand(check_recipe(path)))} variants")
+            show(line(("ok", "green"), f"   {path}: {len(expand(check_recipe(path, allow_command_meter)))} variants"))
         except RecipeError as exc:
             bad += 1
-            errors.print(f"[red]bad[/red]  {exc}", highlight=False, soft_wrap=True)
+            errors.print(line(("bad", "red"), f"  {exc}"), highlight=False, soft_wrap=True)
     if bad:
         raise UserError(f"{bad} of {len(files)} recipes did not check out")
 
 
 @recipes_app.command("show")
-def recipes_show(recipe: RecipeArgument) -> None:
+def recipes_show(recipe: RecipeArgument, allow_command_meter: AllowCommandOption = False) -> None:
     """Show the expanded grid: every variant the recipe builds, with its steps."""
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, allow_command_meter)
     plans = expand(loaded)
     show(plans_table(plans, title=f"{loaded.recipe.name}: {len(plans)} variants"))
 

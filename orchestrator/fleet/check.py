@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import unframed
 from orchestrator.errors import BoardFault, BoardUnreachable, HostKeyError
 from orchestrator.fleet.deploy import RemoteLayout, agent_bundle, deploy
 from orchestrator.fleet.inventory import BoardSpec
@@ -84,7 +85,7 @@ def check_board(board: BoardSpec, settings: SshSettings) -> BoardCheck:
     layout = RemoteLayout(board.cache_dir)
     try:
         with ssh_faults(board.name):
-            deploy(conn.sftp(), layout, agent_bundle())
+            deploy(conn.sftp(), layout, agent_bundle(), board.name)
             folder = layout.agent_dir(agent_bundle().version)
             info_command = [board.python, "-m", "agent", "info", "--cache", "../artifacts"]
             done = conn.run(f"cd {shlex.quote(folder)} && exec {shlex.join(info_command)}", hide=True, warn=True,
@@ -102,7 +103,13 @@ def check_board(board: BoardSpec, settings: SshSettings) -> BoardCheck:
                f"or set `python:` for {board.name} in the inventory")
         check.problems.append(Problem(f"`{board.python} -m agent info` failed (exit {done.exited}): {stderr}", fix))
         return check
-    check.info = json.loads(done.stdout)
+    bodies = unframed(done.stdout)  # whatever the login shell printed of its own is not the agent's
+    if not bodies:
+        check.problems.append(Problem(f"`{board.python} -m agent info` printed no answer: "
+                                      f"{' | '.join(done.stdout.strip().splitlines()[-3:]) or 'nothing'}",
+                                      f"check that `{ssh_command(board, board.python + ' -V')}` works"))
+        return check
+    check.info = json.loads(bodies[-1])
     check.problems.extend(judge(board, check.info))
     return check
 

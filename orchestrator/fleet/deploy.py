@@ -28,6 +28,7 @@ import paramiko
 import rpyc
 
 import agent
+from orchestrator.errors import BoardFault
 
 BUNDLED_PACKAGES = (agent, rpyc)
 # rpyc's command-line servers (rpyc/cli/rpyc_classic.py, ...) need plumbum and include the classic
@@ -117,13 +118,41 @@ def remove_tree(sftp: paramiko.SFTPClient, path: str) -> None:
     sftp.rmdir(path)
 
 
-def deploy(sftp: paramiko.SFTPClient, layout: RemoteLayout, bundle: AgentBundle | None = None) -> int:
-    """Make sure the board holds this agent version; returns the bytes sent (0 when it was there)."""
+def check_private(sftp: paramiko.SFTPClient, path: str, device: str) -> None:
+    """Refuse a folder orch would run code from that is a symlink, not the login's own, or writable by others:
+    whoever else can write there could plant an agent version that orch would then run."""
+    try:
+        info = sftp.lstat(path)
+    except FileNotFoundError:
+        return
+    owner = sftp.stat(".").st_uid  # the login folder's owner: the login itself
+    fix = f"chown it to the login user and `chmod go-w {path}` on the board, or point `cache_dir:` elsewhere"
+    if stat.S_ISLNK(info.st_mode or 0) or not stat.S_ISDIR(info.st_mode or 0):
+        raise BoardFault(device, f"{path} is not a plain folder (a symlink or a file); {fix}")
+    if info.st_uid != owner:
+        raise BoardFault(device, f"{path} belongs to uid {info.st_uid}, not to the login (uid {owner}); {fix}")
+    if (info.st_mode or 0) & 0o022:
+        raise BoardFault(device, f"{path} is writable by group or others (mode {(info.st_mode or 0) & 0o777:o}); "
+                                 f"{fix}")
+
+
+def deploy(sftp: paramiko.SFTPClient, layout: RemoteLayout, bundle: AgentBundle | None = None,
+           device: str = "board") -> int:
+    """Make sure the board holds this agent version in a folder only its login can write; returns the bytes sent
+    (0 when it was there). A folder of this version whose manifest differs is refused, never run."""
     bundle = bundle or agent_bundle()
     final = layout.agent_dir(bundle.version)
+    check_private(sftp, layout.root, device)
     if exists(sftp, f"{final}/MANIFEST.json"):
+        check_private(sftp, final, device)
+        with sftp.open(f"{final}/MANIFEST.json", "rb") as manifest:
+            if manifest.read(1 << 20) != bundle.manifest():
+                raise BoardFault(device, f"{final}/MANIFEST.json is not this orch's agent {bundle.version}; remove "
+                                         f"{final} on the board (orch deploys it again)")
         return 0
     makedirs(sftp, layout.root)
+    if stat.S_IMODE(sftp.stat(layout.root).st_mode or 0) & 0o022:
+        sftp.chmod(layout.root, 0o700)
     staging = f"{layout.root}/.agent-{bundle.version}.{secrets.token_hex(4)}.part"
     sent = 0
     try:

@@ -30,11 +30,11 @@ from orchestrator.errors import InventoryError
 from orchestrator.recipes.schema import MeterSpec, ThermalGate
 from orchestrator.yamlfile import YamlDocument, read_yaml
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
-USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
-REMOTE_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
-PROVIDER = re.compile(r"^[A-Za-z0-9]+ExecutionProvider$")
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+HOST = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}\Z")
+USER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.-]{0,31}\Z")
+REMOTE_PATH = re.compile(r"\A[A-Za-z0-9_./+-]+\Z")
+PROVIDER = re.compile(r"\A[A-Za-z0-9]+ExecutionProvider\Z")
 RESERVED_NAMES = {"local"}
 DEFAULT_CACHE_DIR = ".cache/orch-agent"
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent import unframed
 from agent.runner import JobRunner
 
 
@@ -36,7 +37,7 @@ class LocalTransport:
     def info(self) -> dict[str, Any]:
         done = subprocess.run([sys.executable, "-m", "agent", "info", "--cache", self.cache_dir],
                               capture_output=True, text=True, check=True, timeout=120)
-        return dict(json.loads(done.stdout))
+        return dict(json.loads(unframed(done.stdout)[-1]))
 
     def ensure_files(self, names: list[str]) -> int:
         """Make sure the agent cache holds these files; returns bytes sent (none: it is the store)."""

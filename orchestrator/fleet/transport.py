@@ -29,6 +29,7 @@ import rpyc
 from fabric import Connection
 from rpyc.core.stream import SocketStream
 
+from agent import unframed
 from agent.runner import job_deadline_s
 from agent.service import EXIT_BUSY, PROTOCOL_CONFIG
 from agent.spec import JobSpec
@@ -88,7 +89,7 @@ class SshTransport:
         if self._conn is None:
             raise BoardUnreachable(name, "not connected")
         with ssh_faults(name):
-            self.deploy_bytes_sent += deploy(self._conn.sftp(), self.layout, agent_bundle())
+            self.deploy_bytes_sent += deploy(self._conn.sftp(), self.layout, agent_bundle(), name)
             port = self._start_agent()
             channel = require_open(self._conn, name).open_channel(
                 "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=self.settings.connect_timeout_s)
@@ -205,7 +206,10 @@ class SshTransport:
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                event = json.loads(line)
+                bodies = unframed(line.decode(errors="replace"))
+                if not bodies:
+                    continue  # the login shell's own output (a banner): not the agent's
+                event = json.loads(bodies[0])
                 if event.get("event") == "listening":
                     session.settimeout(None)
                     return int(event["port"])

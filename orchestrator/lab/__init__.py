@@ -8,6 +8,7 @@ method, renders; Python users do the same without the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +34,14 @@ from orchestrator.results.findings import RegressReport
 from orchestrator.results.judge import RegressConfig
 from orchestrator.results.nightly_report import NightlyReport, write_reports
 from orchestrator.results.queries import resolve_series, resolve_sweep, result_rows
-from orchestrator.results.readonly import QueryResult, open_readonly, run_query
+from orchestrator.results.readonly import (
+    DEFAULT_TIMEOUT_S,
+    QueryResult,
+    ReadOnly,
+    iter_query,
+    open_readonly,
+    run_query,
+)
 from orchestrator.results.regress import regress
 from orchestrator.results.store import ResultsStore
 
@@ -47,11 +55,13 @@ class Lab:
     db: results database, a file path or SQLAlchemy URL (None: ORCH_DB, else ./results.db)
     artifacts: the artifact store folder
     inventory_path: the board inventory (None: ~/.config/orch/devices.yaml)
+    allow_command_meter: run recipes that name a `command` power meter (refused by default: recipes/loading.py)
     """
 
     db: str | None = None
     artifacts: Path = Path("artifacts")
     inventory_path: Path | None = None
+    allow_command_meter: bool = False
 
     @cached_property
     def engine(self) -> Engine:
@@ -97,10 +107,9 @@ class Lab:
         target = resolve_target(loaded, dict, lambda: LocalTransport(self.store.root).info())
         return build_and_record(loaded, self.engine, self.store, observer, target=target)
 
-    @staticmethod
-    def recipe(path: Path, repeat: int | None = None, target_runtime: str | None = None) -> LoadedRecipe:
+    def recipe(self, path: Path, repeat: int | None = None, target_runtime: str | None = None) -> LoadedRecipe:
         """A validated recipe, every job measured `repeat` times and built for `target_runtime` when given."""
-        loaded = load_recipe(path)
+        loaded = load_recipe(path, self.allow_command_meter)
         loaded = loaded.with_repeat(repeat) if repeat is not None else loaded
         return loaded.with_target_runtime(target_runtime) if target_runtime is not None else loaded
 
@@ -110,13 +119,23 @@ class Lab:
         """Recorded results as flat rows (results/queries.py)."""
         return result_rows(self.engine, sweep=sweep, device=device, recipe=recipe)
 
-    def query(self, sql: str, max_rows: int | None = None) -> QueryResult:
-        """One read-only SQL query (it can never change a row)."""
-        return run_query(open_readonly(self.db), sql, max_rows=max_rows)
+    def readonly(self, timeout_s: float = DEFAULT_TIMEOUT_S, allow_privileged_role: bool = False) -> ReadOnly:
+        """The results database opened for reading only (results/readonly.py: it never changes the file)."""
+        return open_readonly(self.db, timeout_s, allow_privileged_role)
+
+    def query(self, sql: str, max_rows: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+              allow_privileged_role: bool = False) -> QueryResult:
+        """One read-only SQL query (it can never change a row), stopped at timeout_s."""
+        return run_query(self.readonly(timeout_s, allow_privileged_role), sql, max_rows=max_rows)
+
+    def query_chunks(self, sql: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                     allow_privileged_role: bool = False) -> Iterator[QueryResult]:
+        """One read-only SQL query's rows, in chunks as they come (for output of any size)."""
+        return iter_query(self.readonly(timeout_s, allow_privileged_role), sql)
 
     def export(self, folder: Path, fmt: str, tables: list[str] | None = None) -> list[Exported]:
-        """Tables and views (default: all) written to CSV or Parquet files, read read-only."""
-        return export_tables(open_readonly(self.db), folder, fmt, tables)
+        """orch's tables and views (default: all) written to CSV or Parquet files, read read-only."""
+        return export_tables(self.readonly(), folder, fmt, tables)
 
     # -- regressions -----------------------------------------------------------------------------------------
     def regress(self, config: RegressConfig, devices: list[str] | None = None, sweep: str | None = None,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.recipes.loading import LoadedRecipe
 from orchestrator.recipes.schema import QuantizeSpec, VariantsGrid
 from orchestrator.runtimes import Runtime
+
+# The most variants one recipe may build (a typo in an axis can ask for millions).
+MAX_VARIANTS = 10_000
 
 
 class Step(BaseModel):
@@ -36,7 +41,10 @@ class VariantPlan(BaseModel):
 
 
 def file_sha256(path: Path) -> str | None:
-    """Content hash of an input file (so replacing weights rebuilds); None if it is missing."""
+    """Content hash of an input file (so replacing weights rebuilds); None if it is missing or not a regular file
+    (a FIFO or a device is never opened: the build step that needs the file says what is wrong with it)."""
+    if not os.path.isfile(path):
+        return None
     try:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
@@ -52,7 +60,12 @@ def expand(loaded: LoadedRecipe, target: Runtime | None = None) -> list[VariantP
     (duplicates merged, order kept), built for the `target` onnxruntime when one is given (runtimes.py: opsets
     it loads, kernels it has). Two grids that give one name to different builds are a RecipeError."""
     plans: dict[str, VariantPlan] = {}
-    for index, grid in enumerate(loaded.recipe.variants.grids()):
+    grids = loaded.recipe.variants.grids()
+    total = sum(grid_size(loaded, grid) for grid in grids)
+    if total > MAX_VARIANTS:
+        raise loaded.error_at(("variants",), f"the grid has {total} variants, more than the {MAX_VARIANTS} one recipe "
+                                             "may build: split the study into several recipes")
+    for index, grid in enumerate(grids):
         for plan in _expand_grid(loaded, grid, target):
             known = plans.setdefault(plan.name, plan)
             if known.steps != plan.steps:
@@ -60,6 +73,17 @@ def expand(loaded: LoadedRecipe, target: Runtime | None = None) -> list[VariantP
                                       f"variant {plan.name} is built differently by an earlier grid (a setting "
                                       "that is not part of variant names differs); give it its own recipe")
     return list(plans.values())
+
+
+def grid_size(loaded: LoadedRecipe, grid: VariantsGrid) -> int:
+    """How many variants a grid has before duplicates merge (counted, not built: a huge grid costs nothing)."""
+    sizes = [len(grid.input_size or [0]), len(grid.simplify), len(grid.quantize)]
+    if loaded.recipe.model.onnx is None:
+        distills = 1 if grid.distill is None else len(grid.distill.temperature) * len(grid.distill.alpha)
+        prune, sparsify = grid.prune, grid.sparsify
+        sizes += [len(prune.method), len(prune.ratio), len(prune.scope), len(prune.steps), len(prune.finetune_epochs),
+                  distills, len(sparsify.ratio), len(sparsify.scope), len(grid.fold_bn)]
+    return math.prod(sizes)
 
 
 def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid, target: Runtime | None) -> list[VariantPlan]:

@@ -54,8 +54,14 @@ class LoadedRecipe(BaseModel):
         return expanded if expanded.is_absolute() else Path(self.path).parent / expanded
 
 
-def load_recipe(path: str | Path) -> LoadedRecipe:
-    """Read and validate a recipe file; every problem is a RecipeError naming file, line and key."""
+# A recipe is a shared file; a command meter runs its program on every board the recipe is swept on.
+COMMAND_METER_REFUSED = ("a `command` meter runs a program on every board: it belongs in the board's inventory "
+                         "entry (its owner's file), or pass --allow-command-meter to run this recipe's")
+
+
+def load_recipe(path: str | Path, allow_command_meter: bool = False) -> LoadedRecipe:
+    """Read and validate a recipe file; every problem is a RecipeError naming file, line and key. A recipe that
+    names a `command` power meter is refused unless `allow_command_meter` (the command line's flag) says so."""
     document = read_yaml(path, RecipeError, "recipe")
     if not isinstance(document.data, dict):
         raise RecipeError(document.path, "a recipe must be a YAML mapping (name:, model:, dataset:, ...)",
@@ -66,17 +72,19 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
         raise _recipe_error(document, exc) from None
     for key_path, message in onnx_source_conflicts(recipe):
         raise document.error_at(key_path, message)
+    if (recipe.benchmark.power or {}).get("type") == "command" and not allow_command_meter:
+        raise document.error_at(("benchmark", "power", "type"), COMMAND_METER_REFUSED)
     loaded = LoadedRecipe(recipe=recipe, path=document.path, sha256=document.sha256)
     loaded._yaml = document
     return loaded
 
 
-def check_recipe(path: str | Path) -> LoadedRecipe:
+def check_recipe(path: str | Path, allow_command_meter: bool = False) -> LoadedRecipe:
     """load_recipe, plus the checks that need the model itself: a zoo model's options (which imports torch), an
     ONNX file (recipes/sources.py: a regular file, loadable, an image input the recipe can feed)."""
     from orchestrator.recipes.sources import check_model_source
 
-    loaded = load_recipe(path)
+    loaded = load_recipe(path, allow_command_meter)
     problem = loaded.recipe.model.options_problem()
     if problem:
         raise loaded.error_at(("model", "options"), problem)

@@ -40,9 +40,22 @@ T = TypeVar("T")
 
 
 def database_url(db: str | None = None) -> str:
-    """A SQLAlchemy URL from a --db value, ORCH_DB, or the default ./results.db."""
+    """A SQLAlchemy URL from a --db value, ORCH_DB, or the default ./results.db: a file path, or a sqlite:// or
+    postgresql:// URL (anything else is a DatabaseError saying so)."""
     value = db or os.environ.get("ORCH_DB") or DEFAULT_DB
-    return value if "://" in value else f"sqlite:///{value}"
+    if "://" not in value:
+        return f"sqlite:///{value}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(driver_url(value)).drivername
+    except ArgumentError:
+        backend = ""
+    if backend not in ("sqlite", "postgresql+psycopg"):  # the drivers orch installs
+        raise DatabaseError(f"--db {shown_url(value) if backend else value.split('://')[0] + '://...'}: orch keeps "
+                            "results in a SQLite file (a path) or PostgreSQL (postgresql://user@host/database)")
+    return value
 
 
 def driver_url(url: str) -> str:

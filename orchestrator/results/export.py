@@ -10,17 +10,17 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import inspect
 
 from orchestrator.errors import UserError
-from orchestrator.results.db import translate_errors
-from orchestrator.results.readonly import QueryResult, iter_query
+from orchestrator.results.readonly import QueryResult, ReadOnly, iter_query
+from orchestrator.results.schema import VIEW_NAMES, Base
 
 TEXT_FORMATS = ("csv", "json", "markdown")
 FORMATS = (*TEXT_FORMATS, "parquet")
@@ -48,23 +48,40 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
-def write_text(result: QueryResult, fmt: str, out: IO[str]) -> None:
-    """Write rows as CSV, JSON (a list of objects) or a Markdown table."""
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows([_text(v) for v in row] for row in result.rows)
-    elif fmt == "json":
-        json.dump([dict(zip(result.columns, map(_text, row), strict=True)) for row in result.rows], out, indent=1,
-                  default=str)
-        out.write("\n")
-    elif fmt == "markdown":
-        out.write("| " + " | ".join(result.columns) + " |\n")
-        out.write("|" + "|".join(" --- " for _ in result.columns) + "|\n")
-        for row in result.rows:
-            out.write("| " + " | ".join(cell_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |\n")
-    else:
+def write_chunks(chunks: Iterable[QueryResult], fmt: str, out: IO[str]) -> int:
+    """Write rows as they come as CSV, JSON (a list of objects) or a Markdown table; the number of rows."""
+    if fmt not in TEXT_FORMATS:
         raise UserError(f"--format {fmt}: not a text format (one of {', '.join(TEXT_FORMATS)})")
+    writer = csv.writer(out, lineterminator="\n")
+    rows = 0
+    for number, chunk in enumerate(chunks):
+        if number == 0:
+            _header(chunk.columns, fmt, out, writer)
+        for row in chunk.rows:
+            if fmt == "csv":
+                writer.writerow([_text(v) for v in row])
+            elif fmt == "json":
+                out.write(("[\n" if rows == 0 else ",\n") + json.dumps(
+                    dict(zip(chunk.columns, map(_text, row), strict=True)), default=str))
+            else:
+                out.write("| " + " | ".join(cell_text(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |\n")
+            rows += 1
+    if fmt == "json":
+        out.write("[]\n" if rows == 0 else "\n]\n")
+    return rows
+
+
+def _header(columns: list[str], fmt: str, out: IO[str], writer: Any) -> None:
+    if fmt == "csv":
+        writer.writerow(columns)
+    elif fmt == "markdown":
+        out.write("| " + " | ".join(columns) + " |\n")
+        out.write("|" + "|".join(" --- " for _ in columns) + "|\n")
+
+
+def write_text(result: QueryResult, fmt: str, out: IO[str]) -> None:
+    """Write one result's rows as CSV, JSON or Markdown."""
+    write_chunks([result], fmt, out)
 
 
 def _arrow_table(results: Iterable[QueryResult]) -> Any:
@@ -87,22 +104,38 @@ def _arrow_table(results: Iterable[QueryResult]) -> Any:
         return pa.concat_tables([t.cast(pa.schema([(n, pa.string()) for n in t.column_names])) for t in tables])
 
 
-def write_parquet(results: Iterable[QueryResult], path: Path) -> None:
+def write_parquet(results: Iterable[QueryResult], path: Path) -> int:
+    """Write row chunks to a Parquet file as they come (the first chunk's column types hold for all); rows."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(_arrow_table(results), path)
+    writer, rows = None, 0
+    try:
+        for chunk in results:
+            table = _arrow_table([chunk])
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            try:
+                writer.write_table(table.cast(writer.schema))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+                raise UserError(f"{path}: a column changes type part way through the rows; use --format csv") \
+                    from None
+            rows += len(chunk.rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
 
 
-def write_result(result: QueryResult, fmt: str, path: Path) -> None:
-    """Write one query's rows to a file in the given format."""
+def write_result(chunks: Iterable[QueryResult], fmt: str, path: Path) -> int:
+    """Write a query's rows, as they come, to a file in the given format; the number of rows."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: unknown format (one of table, {', '.join(FORMATS)})")
     try:
         if fmt == "parquet":
-            write_parquet([result], path)
-        else:
-            with path.open("w", encoding="utf-8", newline="") as out:
-                write_text(result, fmt, out)
+            return write_parquet(chunks, path)
+        with path.open("w", encoding="utf-8", newline="") as out:
+            return write_chunks(chunks, fmt, out)
     except OSError as exc:
         raise UserError(f"{path}: cannot write: {exc.strerror}") from None
 
@@ -130,18 +163,19 @@ class Exported:
     path: Path
 
 
-@translate_errors
-def exportable_names(engine: Engine) -> list[str]:
-    """Every table and view of the database except alembic's bookkeeping."""
-    inspector = inspect(engine)
-    return sorted((set(inspector.get_table_names()) | set(inspector.get_view_names())) - {"alembic_version"})
+def exportable_names(readonly: ReadOnly) -> list[str]:
+    """orch's own tables and views that the database has (a table someone else added is never exported)."""
+    inspector = inspect(readonly.engine)
+    present = set(inspector.get_table_names()) | set(inspector.get_view_names())
+    return sorted(present & (set(Base.metadata.tables) | set(VIEW_NAMES)))
 
 
-def export_tables(engine: Engine, folder: Path, fmt: str = "csv", names: list[str] | None = None) -> list[Exported]:
-    """Dump tables and views (default: all) to folder/<name>.csv or .parquet, streaming big tables in chunks."""
+def export_tables(readonly: ReadOnly, folder: Path, fmt: str = "csv",
+                  names: list[str] | None = None) -> list[Exported]:
+    """Dump orch's tables and views (default: all) to folder/<name>.csv or .parquet, streaming them in chunks."""
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"--format {fmt}: export writes one of {', '.join(EXPORT_FORMATS)}")
-    known = exportable_names(engine)
+    known = exportable_names(readonly)
     chosen = names or known
     unknown = [name for name in chosen if name not in known]
     if unknown:
@@ -150,34 +184,7 @@ def export_tables(engine: Engine, folder: Path, fmt: str = "csv", names: list[st
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{folder}: cannot create folder: {exc.strerror}") from None
-    done = []
-    for name in chosen:
-        path = folder / f"{name}{SUFFIX[fmt]}"
-        counted = _Counting(iter_query(engine, f'SELECT * FROM "{name}"'))
-        if fmt == "parquet":
-            write_parquet(counted, path)
-        else:
-            with path.open("w", encoding="utf-8", newline="") as out:
-                _write_csv_chunks(counted, out)
-        done.append(Exported(name, counted.rows, path))
-    return done
-
-
-class _Counting:
-    """Passes chunks through and counts their rows."""
-
-    def __init__(self, chunks: Iterator[QueryResult]):
-        self.chunks, self.rows = chunks, 0
-
-    def __iter__(self) -> Iterator[QueryResult]:
-        for chunk in self.chunks:
-            self.rows += len(chunk.rows)
-            yield chunk
-
-
-def _write_csv_chunks(chunks: Iterable[QueryResult], out: IO[str]) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    for number, chunk in enumerate(chunks):
-        if number == 0:
-            writer.writerow(chunk.columns)
-        writer.writerows([_text(v) for v in row] for row in chunk.rows)
+    # Every name is one of orch's own identifiers (schema.py), so each file lands inside `folder`.
+    return [Exported(name, write_result(iter_query(readonly, f'SELECT * FROM "{name}"'), fmt,
+                                        folder / f"{name}{SUFFIX[fmt]}"), folder / f"{name}{SUFFIX[fmt]}")
+            for name in chosen]

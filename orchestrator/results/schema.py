@@ -36,6 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The views the migrations create (people's names for common questions).
+VIEW_NAMES = ("latest_results", "pareto", "fom", "regressions")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)

@@ -73,6 +73,20 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def reader_url(self, url: str) -> str:
+        """A SELECT-only role on the database of `url` (as docs/results.md says to make one); its URL."""
+        import psycopg
+
+        database = url.rsplit("/", 1)[1]
+        role = f"reader_{database}"
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'CREATE ROLE "{role}" LOGIN')
+            connection.execute(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"')
+            connection.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+            connection.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+            connection.execute(f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO "{role}"')
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{database}"
+
     def create_database(self) -> str:
         """A new empty database; its SQLAlchemy URL."""
         import psycopg

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 
 
@@ -76,6 +78,7 @@ class SshdBoard:
     client_key: Path
     port: int = 0
     process: subprocess.Popen | None = None
+    banner: str | None = None  # printed on stdout by the login shell before every command, as some .bashrc do
     host_key: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,7 +93,21 @@ class SshdBoard:
             "PermitRootLogin prohibit-password", "PubkeyAuthentication yes", "PasswordAuthentication no",
             "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "AllowTcpForwarding local",
             "X11Forwarding no", "PermitTTY no", "UseDNS no", "MaxStartups 50", "MaxSessions 20",
-            "Subsystem sftp internal-sftp", "LogLevel ERROR", ""]))
+            "Subsystem sftp internal-sftp", "LogLevel ERROR", *self._banner_setting(), ""]))
+
+    def _banner_setting(self) -> list[str]:
+        """A login that prints a banner on stdout before every command it runs (as a chatty ~/.bashrc does),
+        made with ForceCommand so no real account is touched; SFTP still gets a clean channel."""
+        if self.banner is None:
+            return []
+        wrapper = self.folder / "chatty_shell.sh"
+        wrapper.write_text("#!/bin/sh\n"
+                           'case "$SSH_ORIGINAL_COMMAND" in internal-sftp|*sftp-server*) '
+                           f"exec {SFTP_SERVER} ;; esac\n"
+                           f"echo {shlex.quote(self.banner)}\n"
+                           'exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n')
+        wrapper.chmod(0o755)
+        return [f"ForceCommand {wrapper}"]
 
     @property
     def cache_dir(self) -> Path:
@@ -140,23 +157,24 @@ class SshdBoard:
         self.process = None
 
 
-def start_boards(root: Path, addresses: list[str], names: list[str] | None = None) -> list[SshdBoard]:
+def start_boards(root: Path, addresses: list[str], names: list[str] | None = None,
+                 banner: str | None = None) -> list[SshdBoard]:
     """Started sshd boards, one per address, sharing one client key (root/client_key)."""
     root.mkdir(parents=True, exist_ok=True)
     client_key = root / "client_key"
     if not client_key.exists():
         keygen(client_key, "orch-test-client")
     names = names or [f"board{index + 1}" for index in range(len(addresses))]
-    return [SshdBoard(name, address, root / name, client_key).start()
+    return [SshdBoard(name, address, root / name, client_key, banner=banner).start()
             for name, address in zip(names, addresses, strict=True)]
 
 
 class Fleet:
     """Simulated boards plus the files orch reads about them: devices.yaml, known_hosts, an empty ssh_config."""
 
-    def __init__(self, root: Path, addresses: list[str]):
+    def __init__(self, root: Path, addresses: list[str], banner: str | None = None):
         self.root = root
-        self.boards = start_boards(root, addresses)
+        self.boards = start_boards(root, addresses, banner=banner)
         self.inventory = root / "devices.yaml"
         self.known_hosts = root / "known_hosts"
         self.ssh_config = root / "ssh_config"
