@@ -39,3 +39,19 @@ def board(tmp_path: Path):
         root.mkdir()
         return str(boards.BOARDS[name](root))
     return build
+
+
+@pytest.fixture
+def lab_db(tmp_path: Path) -> Path:
+    """A results.db (the ORCH_DB of run_env) with 2 boards x 3 variants x 3 nights of synthetic results."""
+    from orchestrator.results.db import open_database
+    from orchestrator.results.store import ResultsStore
+    from orchestrator.results.synthetic import SyntheticLab
+
+    path = tmp_path / "results.db"
+    engine = open_database(str(path))
+    lab = SyntheticLab(boards=2, variants_per_board=3, samples_per_result=20)
+    for _ in range(3):
+        lab.record_night(ResultsStore(engine))
+    engine.dispose()
+    return path

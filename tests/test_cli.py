@@ -10,38 +10,30 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ORCH, TINY_RECIPE, orch, run_env
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from tests.support import ORCH, TINY_RECIPE, one_line_error, orch, run_env
 
 
 def test_missing_recipe_file(tmp_path: Path):
     done = orch("sweep", str(tmp_path / "nope.yaml"), env=run_env(tmp_path))
-    assert_one_line_error(done, "nope.yaml", "no such recipe file")
+    one_line_error(done, "nope.yaml", "no such recipe file")
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmodel: {arch: digits_cnn\ndataset: {name: digits}\n")
     done = orch("sweep", str(bad), env=run_env(tmp_path))
-    assert_one_line_error(done, f"{bad}:3", "YAML syntax error")
+    one_line_error(done, f"{bad}:3", "YAML syntax error")
 
 
 def test_unknown_device_lists_the_known_ones(tmp_path: Path, tiny_recipe_path: Path):
     done = orch("sweep", str(tiny_recipe_path), "--devices", "local,jetsn", env=run_env(tmp_path))
-    assert_one_line_error(done, "unknown device 'jetsn'", "known devices: local")
+    one_line_error(done, "unknown device 'jetsn'", "known devices: local")
     assert not (tmp_path / "results.db").exists()  # nothing started, nothing written
 
 
 def test_results_before_any_sweep(tmp_path: Path):
     done = orch("results", env=run_env(tmp_path))
-    assert_one_line_error(done, "no sweep has been recorded")
+    one_line_error(done, "no sweep has been recorded")
 
 
 @pytest.mark.slow

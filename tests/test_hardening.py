@@ -24,11 +24,8 @@ from orchestrator.artifacts import ArtifactStore
 from orchestrator.errors import InventoryError, RecipeError, SettingsError
 from orchestrator.fleet.inventory import load_inventory
 from orchestrator.recipes import load_recipe
-from orchestrator.results.db import open_database
 from orchestrator.results.judge import load_regress_config
-from orchestrator.results.store import ResultsStore
-from orchestrator.results.synthetic import SyntheticLab
-from tests.support import ORCH, TINY_RECIPE, orch, run_env
+from tests.support import ORCH, TINY_RECIPE, one_line_error, orch, run_env
 from tests.support.fleet import recipe as fast_recipe
 from tests.support.fleet import rows, sweep
 from tests.support.sshd import Fleet, sshd_available
@@ -39,27 +36,17 @@ BOMB = "name: bomb\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 DEEP = "name: deep\nx: " + "[" * 3000 + "]" * 3000 + "\n"
 
 
-def one_line_error(done: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert done.returncode == code, done.stdout + done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert lines and "Traceback" not in done.stderr, done.stderr
-    for fragment in fragments:
-        assert fragment in done.stderr, done.stderr
+def recipe_refused(done: subprocess.CompletedProcess, fragment: str) -> None:
+    """`orch recipes check` of one file: a `bad` line naming the fault, the count of bad recipes, exit code 2."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    bad, summary = done.stderr.strip().splitlines()
+    assert bad.startswith("bad") and fragment in bad, done.stderr
+    assert summary == "error: 1 of 1 recipes did not check out", done.stderr
 
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def lab_db(tmp_path: Path) -> Path:
-    path = tmp_path / "results.db"
-    engine = open_database(str(path))
-    lab = SyntheticLab(boards=1, variants_per_board=2, samples_per_result=10)
-    for _ in range(2):
-        lab.record_night(ResultsStore(engine))
-    engine.dispose()
-    return path
 
 
 # -- 1. a recipe that runs a command on every board ---------------------------------------------------------------
@@ -71,7 +58,7 @@ def test_a_recipe_naming_a_command_meter_is_refused_unless_the_command_line_allo
                                           r"program on every board"):
         load_recipe(path)
     assert load_recipe(path, allow_command_meter=True).recipe.benchmark.power["type"] == "command"
-    one_line_error(orch("recipes", "check", str(path), env=run_env(tmp_path)), 2, "benchmark.power.type")
+    recipe_refused(orch("recipes", "check", str(path), env=run_env(tmp_path)), "benchmark.power.type")
     inventory = tmp_path / "devices.yaml"  # the board owner's own file may name one
     inventory.write_text("devices:\n  pi:\n    host: pi.lab\n    power: {type: command, command: [read-watts]}\n")
     assert load_inventory(inventory).get("pi").power == {"type": "command", "command": ["read-watts"]}
@@ -85,7 +72,7 @@ RECURSIVE = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SEL
 def test_an_endless_query_stops_at_its_time_limit(tmp_path: Path, lab_db: Path):
     started = time.monotonic()
     done = orch("query", RECURSIVE, "--timeout", "1", env=run_env(tmp_path), timeout=120)
-    one_line_error(done, 2, "query stopped after its time limit of 1 s")
+    one_line_error(done, "query stopped after its time limit of 1 s")
     assert time.monotonic() - started < 60
 
 
@@ -179,17 +166,17 @@ def test_alias_bombs_and_deep_nesting_are_located_errors_in_every_file(tmp_path:
                         (load_regress_config, SettingsError)):
         with pytest.raises(error, match=rf"f.yaml:\d+:\d+: .*{fragment}"):
             load(path)
-    one_line_error(orch("recipes", "check", str(path), env=run_env(tmp_path), timeout=60), 2, fragment)
+    recipe_refused(orch("recipes", "check", str(path), env=run_env(tmp_path), timeout=60), fragment)
 
 
 def test_a_recipe_that_is_a_fifo_or_huge_is_refused_unread(tmp_path: Path):
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
-    one_line_error(orch("recipes", "show", str(fifo), env=run_env(tmp_path), timeout=60), 2,
+    one_line_error(orch("recipes", "show", str(fifo), env=run_env(tmp_path), timeout=60),
                    "is not a regular file; refusing to read it as a recipe")
     huge = tmp_path / "huge.yaml"
     huge.write_text("# padding\n" * 200_000)
-    one_line_error(orch("recipes", "check", str(huge), env=run_env(tmp_path)), 2, "is more than a recipe can be")
+    recipe_refused(orch("recipes", "check", str(huge), env=run_env(tmp_path)), "is more than a recipe can be")
 
 
 # -- 7. absurd gates ------------------------------------------------------------------------------------------------
@@ -252,7 +239,7 @@ def test_export_writes_only_orchs_tables_inside_its_folder(tmp_path: Path, lab_d
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "escaped.csv").exists() and not (folder / "notes.csv").exists()
     assert {p.name for p in (tmp_path / "out").rglob("*")} >= {"results.csv", "latest_results.csv"}
-    one_line_error(orch("export", str(folder), "-t", "../../escaped", env=run_env(tmp_path)), 2,
+    one_line_error(orch("export", str(folder), "-t", "../../escaped", env=run_env(tmp_path)),
                    "no table or view named ../../escaped")
 
 
@@ -338,14 +325,14 @@ def test_a_grid_of_a_hundred_thousand_variants_is_refused_before_it_is_expanded(
                                         f"ratio: [{ratios}], finetune_epochs: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]")
                     .replace("quantize: [none, int8_static]", "quantize: [none, int8_static, fp16, dynamic_uint8, "
                                                                "dynamic_int8, uint8_static, int8_static_qoperator]"))
-    one_line_error(orch("recipes", "show", str(path), env=run_env(tmp_path), timeout=60), 2,
+    one_line_error(orch("recipes", "show", str(path), env=run_env(tmp_path), timeout=60),
                    "the grid has 70000 variants, more than the 10000 one recipe may build")
 
 
 @pytest.mark.parametrize("url", ["mysql://user:secret@db/lab", "not a url://x", "postgresql+sqlite:///x"])
 def test_a_database_url_orch_does_not_speak_is_one_line(tmp_path: Path, url: str):
     done = orch("results", "--db", url, env=run_env(tmp_path))
-    one_line_error(done, 2, "orch keeps results in a SQLite file")
+    one_line_error(done, "orch keeps results in a SQLite file")
     assert "secret" not in done.stderr
 
 

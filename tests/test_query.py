@@ -15,31 +15,9 @@ import pandas as pd
 import pytest
 
 from orchestrator.errors import DatabaseError
-from orchestrator.results.db import open_database
 from orchestrator.results.readonly import open_readonly, run_query
 from orchestrator.results.samples import decode_samples
-from orchestrator.results.store import ResultsStore
-from orchestrator.results.synthetic import SyntheticLab
-from tests.support import orch, run_env
-
-
-def one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
-    for fragment in fragments:
-        assert fragment in done.stderr, done.stderr
-
-
-@pytest.fixture
-def lab_db(tmp_path: Path) -> Path:
-    """A results.db with 2 boards x 3 variants x 3 nights of synthetic results."""
-    path = tmp_path / "results.db"
-    engine = open_database(str(path))
-    lab = SyntheticLab(boards=2, variants_per_board=3, samples_per_result=20)
-    for _ in range(3):
-        lab.record_night(ResultsStore(engine))
-    engine.dispose()
-    return path
+from tests.support import one_line_error, orch, run_env
 
 
 def _snapshot(path: Path) -> tuple:

@@ -56,7 +56,7 @@ class LoadedRecipe(BaseModel):
 
 # A recipe is a shared file; a command meter runs its program on every board the recipe is swept on.
 COMMAND_METER_REFUSED = ("a `command` meter runs a program on every board: it belongs in the board's inventory "
-                         "entry (its owner's file), or pass --allow-command-meter to run this recipe's")
+                         "entry (its owner's file), or pass --allow-command-meter to run this recipe as written")
 
 
 def load_recipe(path: str | Path, allow_command_meter: bool = False) -> LoadedRecipe:

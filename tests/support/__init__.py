@@ -42,3 +42,12 @@ def run_env(tmp_path: Path) -> dict[str, str]:
 def orch(*args: str, env: dict[str, str], stdin: str = "", timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the installed `orch` script; its exit code, stdout and stderr."""
     return subprocess.run([ORCH, *args], capture_output=True, text=True, env=env, input=stdin, timeout=timeout)
+
+
+def one_line_error(done: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
+    """The command failed with `code` and said why in one line on stderr, naming every fragment, no traceback."""
+    assert done.returncode == code, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], done.stderr
