@@ -19,8 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from agent import telemetry
-from agent.evaluate import load_evaluation_set, top1
+from agent import evaluate, telemetry
 from agent.result import Result
 from agent.spec import JobSpec
 
@@ -272,9 +271,15 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     import onnxruntime as ort
 
     model_path = cached_file(cache_dir, spec.artifact_sha256, ".onnx")
-    evaluation = None
-    if spec.evaluation is not None:
-        evaluation = load_evaluation_set(cached_file(cache_dir, spec.evaluation.sha256, ".npz"))
+    evaluation_path = None
+    if spec.evaluation is not None:  # checked now, read after the timed part
+        evaluation_path = cached_file(cache_dir, spec.evaluation.sha256, ".npz")
+        if spec.evaluation.metric == "detection":
+            from agent.detection.evaluate import pillow_missing
+
+            missing = pillow_missing()
+            if missing:
+                raise ArtifactError(missing)
     session_options(ort, spec)  # refuse missing providers before resting and measuring idle power
     thermal = rest_and_cool(spec)
     sampler, power_result = open_power(spec)  # the idle baseline is measured here, before anything runs
@@ -288,14 +293,17 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     power_result = measured.power or power_result
     reasons = verdict(spec, measured.timing, power_result, measured.before, after, thermal)
 
-    accuracy = None
-    if evaluation is not None:
-        x, y = evaluation
-        first = spec.inputs[0]
-        accuracy = top1(measured.session, first.name, x.astype(first.dtype, copy=False), y, batch=first.shape[0])
+    accuracy, error = None, None
+    if spec.evaluation is not None and evaluation_path is not None:
+        try:
+            accuracy = evaluate.accuracy(measured.session, spec.inputs[0], spec.evaluation, evaluation_path)
+        except (ValueError, IndexError, KeyError, RuntimeError, OSError) as exc:
+            # The measurement stands; the accuracy that was asked for is missing, and the result says why.
+            error = f"accuracy ({spec.evaluation.metric}) could not be computed: {type(exc).__name__}: {exc}"
 
     return Result(
-        status="invalid" if reasons else "ok", reasons=reasons, timing=measured.timing,
+        status="error" if error else "invalid" if reasons else "ok", reasons=reasons, error=error,
+        timing=measured.timing,
         latency_samples_ms=[s / 1e6 for s in measured.samples_ns], memory=measured.memory, accuracy=accuracy,
         power=power_result, thermal=thermal, conditions_before=measured.before, conditions_after=after,
         repeat=spec.repeat,

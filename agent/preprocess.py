@@ -44,6 +44,14 @@ class Placement:
     pad_x: float = 0.0
     pad_y: float = 0.0
 
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """(k, 4) x1 y1 x2 y2 boxes in input pixels as boxes in original image pixels, clipped to the image."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        scale = np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y])
+        pad = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
+        width, height = self.original_size
+        return np.clip((boxes - pad) / scale, 0, np.array([width, height, width, height], dtype=np.float64))
+
 
 @dataclass
 class Preprocess:

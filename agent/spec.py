@@ -10,8 +10,11 @@ A spec is JSON text (`"schema": 1`). Fields:
   warmup              {min_iters, min_s}: both must be met before timing starts
   measure             {min_iters, min_s, max_s}: stop when both minimums are met,
                       or when max_s is reached, whichever is first
-  evaluation          null, or {sha256, metric}: <cache>/<sha256>.npz with arrays
-                      x (inputs) and y (labels); metric `top1`
+  evaluation          null, or {sha256, metric, ...}: <cache>/<sha256>.npz. metric `top1`: arrays x (inputs)
+                      and y (labels). metric `detection`: a DetectionSet (agent/detection/evaluate.py),
+                      with `preprocess` (agent.preprocess.Preprocess fields), `detection` (DetectionSpec
+                      fields), `class_map` (the data set's class index of each model label, -1: not scored)
+                      and `keep_detections` (return every detection with the result)
   seed                seed of the synthetic timed input
   power               null (no power measurement) or a meter spec for agent.power.create,
                       e.g. {"type": "auto"} or {"type": "ina3221"}
@@ -37,7 +40,7 @@ from agent import SCHEMA_VERSION
 
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 DTYPES = ("float32", "float16", "uint8", "int8", "int32", "int64")
-METRICS = ("top1",)
+METRICS = ("top1", "detection")
 
 
 class SpecError(ValueError):
@@ -97,10 +100,39 @@ class InputSpec:
 
 @dataclass
 class EvaluationSpec:
-    """An evaluation set shipped as <cache>/<sha256>.npz and the metric to compute on it."""
+    """An evaluation set shipped as <cache>/<sha256>.npz and the metric to compute on it (fields in the module
+    docstring)."""
 
     sha256: str
     metric: str = "top1"
+    preprocess: Optional[Dict[str, Any]] = None
+    detection: Optional[Dict[str, Any]] = None
+    class_map: Optional[List[int]] = None
+    keep_detections: bool = False
+
+    def problems(self) -> List[Tuple[str, str]]:
+        """(field, what is wrong) for each unusable field."""
+        if not _is_sha256(self.sha256):
+            return [("sha256", "is not a sha256 hex digest")]
+        if self.metric not in METRICS:
+            return [("metric", f"{self.metric!r} is not one of {METRICS}")]
+        if self.metric != "detection":
+            return []
+        if not isinstance(self.preprocess, dict) or not isinstance(self.detection, dict) or \
+                not isinstance(self.class_map, list):
+            return [("metric", "detection needs preprocess, detection and class_map")]
+        from agent.detection.decoders import DetectionSpec
+        from agent.preprocess import Preprocess
+
+        try:
+            found = [("preprocess." + key, problem) for key, problem in Preprocess(**self.preprocess).problems()]
+            found += [("detection." + key, problem)
+                      for key, problem in DetectionSpec.from_dict(self.detection).problems()]
+        except (TypeError, ValueError) as exc:
+            return [("metric", f"detection settings are malformed: {exc}")]
+        if not all(isinstance(index, int) and not isinstance(index, bool) for index in self.class_map):
+            found.append(("class_map", "must be a list of class indexes"))
+        return found
 
 
 @dataclass
@@ -198,10 +230,8 @@ class JobSpec:
         if not _is_sha256(self.artifact_sha256):
             raise SpecError(f"artifact_sha256 {self.artifact_sha256!r} is not a sha256 hex digest")
         if self.evaluation is not None:
-            if not _is_sha256(self.evaluation.sha256):
-                raise SpecError("evaluation.sha256 is not a sha256 hex digest")
-            if self.evaluation.metric not in METRICS:
-                raise SpecError(f"evaluation.metric {self.evaluation.metric!r} is not one of {METRICS}")
+            for key, problem in self.evaluation.problems():
+                raise SpecError(f"evaluation.{key} {problem}")
         if not self.inputs:
             raise SpecError("inputs is empty")
         for spec_input in self.inputs:

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from agent.detection.metrics import Scores
 from orchestrator.builder.pipeline import BuiltVariant, FailedVariant
 from orchestrator.fleet.check import BoardCheck
 from orchestrator.fleet.inventory import Inventory
@@ -302,3 +303,36 @@ def checks_table(checks: list[BoardCheck]) -> list[Any]:
                                   (info.get("power_meter_detected") or {}).get("type", "-"))))
     return [table] + [line((f"{result.device}:", "red"), f" {problem.what}\n  fix: {problem.fix}")
                       for result in checks for problem in result.problems]
+
+
+# The twelve COCO numbers as pycocotools prints them (COCOeval.summarize), in its order.
+COCO_LINES = (
+    ("coco_ap", "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
+    ("coco_ap50", "Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]"),
+    ("coco_ap75", "Average Precision  (AP) @[ IoU=0.75      | area=   all | maxDets=100 ]"),
+    ("coco_ap_small", "Average Precision  (AP) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]"),
+    ("coco_ap_medium", "Average Precision  (AP) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]"),
+    ("coco_ap_large", "Average Precision  (AP) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]"),
+    ("coco_ar1", "Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=  1 ]"),
+    ("coco_ar10", "Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets= 10 ]"),
+    ("coco_ar100", "Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
+    ("coco_ar_small", "Average Recall     (AR) @[ IoU=0.50:0.95 | area= small | maxDets=100 ]"),
+    ("coco_ar_medium", "Average Recall     (AR) @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]"),
+    ("coco_ar_large", "Average Recall     (AR) @[ IoU=0.50:0.95 | area= large | maxDets=100 ]"),
+    ("voc_ap50", "Pascal VOC AP      (all-point, VOC2010+ devkit) @[ IoU=0.50 ]"),
+    ("voc07_ap50", "Pascal VOC AP      (11-point, VOC2007 devkit)    @[ IoU=0.50 ]"),
+)
+
+
+def score_tables(scores: Scores, headline: str) -> list[Any]:
+    """`orch score`'s output: COCO's summary lines and VOC AP (-1.000 where undefined, as pycocotools prints),
+    then AP per class."""
+    lines = [line(f" {label} = {-1 if scores.metrics.get(name) is None else scores.metrics[name]:0.3f}"
+                  + ("   <- headline" if name == headline else "")) for name, label in COCO_LINES]
+    table = Table(title="AP per class", title_justify="left")
+    for heading in ("class", "objects", "COCO AP", "AP50", "VOC AP", "VOC07 AP"):
+        table.add_column(heading, justify="left" if heading == "class" else "right")
+    for entry in scores.per_class:
+        table.add_row(cell(entry["class"]), cell(entry["n_truth"]),
+                      *(cell(_fmt(entry.get(name))) for name in ("coco_ap", "coco_ap50", "voc_ap50", "voc07_ap50")))
+    return [*lines, table]

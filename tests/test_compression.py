@@ -379,7 +379,7 @@ def test_tiny_yolov2_half_pruned_cuts_macs_and_size_and_keeps_its_head(tmp_path:
 
 def test_a_tiny_yolov2_person_head_retrains_prunes_iteratively_and_is_scored_by_voc_ap(tmp_path: Path):
     """The detection study's chain on a fixture: retrain the head, prune in 2 rounds fine-tuning with the
-    region loss, fold, int8; every variant and every round scored by VOC AP@0.5 of person."""
+    region loss, fold, int8; every variant and every round scored by VOC2007 AP@0.5 of person (11-point)."""
     from tests.support.datasets import write_voc
 
     write_voc(tmp_path / "voc", ids=[f"{index:06d}" for index in range(1, 17)])
@@ -393,7 +393,7 @@ def test_a_tiny_yolov2_person_head_retrains_prunes_iteratively_and_is_scored_by_
     assert sorted(variants) == sorted(f"{method}-0.50x2/ft1/fold/{label}" for method in ("l1", "taylor")
                                       for label in ("fp32", "int8_static"))
     for variant in variants.values():
-        assert variant.meta["host_metric"] == "voc_ap50" and 0 <= variant.meta["host_accuracy"] <= 1
+        assert variant.meta["host_metric"] == "voc07_ap50" and 0 <= variant.meta["host_accuracy"] <= 1
         assert [i["step"] for i in variant.meta["iterations"]] == [0, 1, 2]
         assert all(0 <= i["accuracy"] <= 1 for i in variant.meta["iterations"])
         steps = [s["step"] for s in variant.lineage]

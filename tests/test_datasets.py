@@ -161,14 +161,15 @@ def test_voc_splits_shapes_dtypes_and_ranges(tmp_path: Path):
         assert (boxes[:, 1] < boxes[:, 3]).all() and (boxes[:, 2] < boxes[:, 4]).all()
 
 
-def test_voc_rescales_a_known_box_to_zero_based_pixels_of_the_resized_image(tmp_path: Path):
+def test_voc_rescales_a_known_box_as_a_continuous_span_of_the_resized_image(tmp_path: Path):
     objects = {"000007": [VocBox("dog", 11, 6, 51, 26)]}
     write_voc(tmp_path, objects=objects, sizes={"000007": (100, 50)},
               sets={"trainval": ["000007"], "test": ["000007"]})
     splits = _voc(tmp_path, image_size=64)
     dog = voc.VOC_CLASSES.index("dog")
-    # (11 - 1) * 64/100, (6 - 1) * 64/50, (51 - 1) * 64/100, (26 - 1) * 64/50
-    np.testing.assert_allclose(splits.train_y[0], [[dog, 6.4, 6.4, 32.0, 32.0, 0.0]], rtol=1e-6)
+    # Pixels 11..51 (inclusive, 1-based) are the span [10, 51): (11 - 1) * 64/100, (6 - 1) * 64/50, 51 * 64/100,
+    # 26 * 64/50, as the devkit's +1 in widths has it.
+    np.testing.assert_allclose(splits.train_y[0], [[dog, 6.4, 6.4, 32.64, 33.28, 0.0]], rtol=1e-6)
     # The box was drawn in the dog's colour: its inside differs from the grey background.
     image = splits.train_x[0]
     assert abs(image[:, 20, 20] - image[:, 50, 50]).max() > 0.2

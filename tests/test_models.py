@@ -292,32 +292,44 @@ def encoded_output(box: np.ndarray, size: int, grid: int, num_classes: int = 1) 
 
 
 def test_region_layer_decodes_what_its_loss_calls_perfect():
-    from orchestrator.builder.detection import voc_ap
-    from orchestrator.models.region import decode, region_loss
+    """The board's yolov2_region decoder finds exactly the box the region loss calls a perfect prediction."""
+    from agent.detection.decoders import DetectionSpec, decode
+    from agent.detection.metrics import Boxes, voc_eval
+    from orchestrator.models.region import region_loss
     from orchestrator.models.tiny_yolov2 import VOC_ANCHORS
 
     truth = np.array([[0, 40.0, 30.0, 90.0, 100.0, 0]], np.float32)
     output = encoded_output(truth[0, 1:5], size=128, grid=4)
     assert float(region_loss(output, [truth], VOC_ANCHORS, 128)) < 1e-5
-    (detections,) = decode(output, VOC_ANCHORS, 128)
-    assert detections.shape == (1, 6) and detections[0, 1] > 0.99
-    np.testing.assert_allclose(detections[0, 2:], truth[0, 1:5], atol=1e-3)
-    assert voc_ap([detections], [truth], 0) == pytest.approx(1.0)
+    spec = DetectionSpec("yolov2_region", anchors=[list(anchor) for anchor in VOC_ANCHORS])
+    ((boxes, scores, labels),) = decode([output.numpy()], ["output"], spec, (128, 128))
+    assert scores[0] > 0.99 and labels[0] == 0 and (scores[1:] < 0.01).all()
+    np.testing.assert_allclose(boxes[0], truth[0, 1:5], atol=1e-3)
+    xywh = lambda b: np.array([[b[0], b[1], b[2] - b[0], b[3] - b[1]]])  # noqa: E731
+    found = Boxes(image_id=np.array([0]), category_id=np.array([0]), xywh=xywh(boxes[0]), score=scores[:1])
+    expected = Boxes(image_id=np.array([0]), category_id=np.array([0]), xywh=xywh(truth[0, 1:5]))
+    assert voc_eval(expected, found, [0], eleven_point=False)[0] == pytest.approx(1.0)
     shifted = encoded_output(truth[0, 1:5] + 8, size=128, grid=4)  # a worse prediction costs more
     assert float(region_loss(shifted, [truth], VOC_ANCHORS, 128)) > 0.01
 
 
 def test_voc_ap_is_the_all_point_area_and_ignores_difficult_objects():
-    from orchestrator.builder.detection import mean_ap, voc_ap
+    from agent.detection.metrics import Boxes, voc_eval
 
-    truths = [np.array([[0, 0, 0, 10, 10, 0], [0, 20, 20, 30, 30, 0], [0, 40, 40, 50, 50, 1]], np.float32)]
-    detections = [np.array([[0, .9, 0, 0, 10, 10], [0, .85, 40, 40, 50, 50], [0, .8, 60, 60, 70, 70],
-                            [0, .75, 0, 0, 10, 10], [0, .7, 20, 20, 30, 30]], np.float32)]
+    def boxes(rows: list[list[float]]) -> np.ndarray:
+        return np.array([[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in rows], np.float64)
+
+    truth = Boxes(image_id=np.zeros(3, np.int64), category_id=np.zeros(3, np.int64),
+                  xywh=boxes([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]]),
+                  difficult=np.array([False, False, True]))
+    found = Boxes(image_id=np.zeros(5, np.int64), category_id=np.zeros(5, np.int64),
+                  xywh=boxes([[0, 0, 10, 10], [40, 40, 50, 50], [60, 60, 70, 70], [0, 0, 10, 10], [20, 20, 30, 30]]),
+                  score=np.array([.9, .85, .8, .75, .7]))
     # hit, difficult (ignored), miss, duplicate (a miss), hit: precision 1 at recall 0.5, 0.5 at recall 1
-    assert voc_ap(detections, truths, 0) == pytest.approx(0.5 * 1 + 0.5 * 0.5)
-    assert np.isnan(voc_ap(detections, truths, 1))
-    assert mean_ap(detections, truths, 2) == pytest.approx(0.75)
-    assert voc_ap([np.zeros((0, 6), np.float32)], truths, 0) == 0.0
+    assert voc_eval(truth, found, [0, 1], eleven_point=False) == {0: pytest.approx(0.5 * 1 + 0.5 * 0.5), 1: None}
+    nothing = Boxes(image_id=np.zeros(0, np.int64), category_id=np.zeros(0, np.int64), xywh=np.zeros((0, 4)),
+                    score=np.zeros(0))
+    assert voc_eval(truth, nothing, [0], eleven_point=False)[0] == 0.0
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from orchestrator.artifacts import ArtifactStore
-from orchestrator.builder.export import export_bytes
 from orchestrator.builder.pipeline import build_recipe
 from orchestrator.lab.sweep import build_and_record
 from orchestrator.models import MODELS
@@ -87,35 +86,6 @@ def test_reduced_mobilenetv1_cifar10_builds_end_to_end(tmp_path: Path):
         rows = connection.exec_driver_sql(
             "SELECT name, params, macs, file_size_bytes, host_accuracy, build_s, lineage FROM variants").fetchall()
     assert len(rows) == 8 and all(r[1] and r[2] and r[3] and r[5] is not None and r[6] for r in rows)
-
-
-def _digits_onnx(path: Path) -> Path:
-    model = MODELS.get("digits_cnn")(num_classes=10, in_channels=3, width=8).eval()
-    path.write_bytes(export_bytes(model, torch.zeros(1, 3, 32, 32)))
-    return path
-
-
-@pytest.mark.slow
-def test_an_onnx_source_is_resized_and_quantized(tmp_path: Path):
-    _digits_onnx(tmp_path / "user.onnx")
-    write_image_folder(tmp_path / "calibration", n=12, size=(40, 30))
-    recipe = tmp_path / "ptq.yaml"
-    recipe.write_text((REPO / "recipes" / "onnx-ptq.yaml").read_text()
-                      .replace("../models/yolov5n.onnx", "user.onnx")
-                      .replace("../data/calibration, image_size: 640", "calibration, image_size: 32")
-                      .replace("input_size: [640, 320]", "input_size: [32, 64]")
-                      .replace("calibration_samples: 64", "calibration_samples: 8"))
-    outcome = build_recipe(load_recipe(recipe), ArtifactStore(tmp_path / "artifacts"))
-    variants = {v.name: v for v in outcome.variants}
-    assert sorted(variants) == sorted(f"{s}px/{q}" for s in (32, 64) for q in ("fp32", "dynamic_uint8",
-                                                                                "int8_static"))
-    for name, variant in variants.items():
-        size = int(name.split("px")[0])
-        session = ort.InferenceSession(str(tmp_path / "artifacts" / f"{variant.sha256}.onnx"),
-                                       providers=["CPUExecutionProvider"])
-        assert session.get_inputs()[0].shape[2:] == [size, size]
-        assert session.run(None, {"input": np.zeros((1, 3, size, size), np.float32)})[0].shape == (1, 10)
-        assert variant.meta["input"]["shape"] == [1, 3, size, size]
 
 
 @pytest.mark.slow

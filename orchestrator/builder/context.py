@@ -95,8 +95,8 @@ class BuildContext:
                        **self.recipe.model.options)
 
     def detection_head(self) -> tuple[list[tuple[float, float]], int] | None:
-        """(anchors in grid cells, number of classes) of the recipe's model when it is a YOLO-style
-        detector (it has `anchors`, see orchestrator/models/region.py); None otherwise."""
+        """(anchors in grid cells, number of classes) of the recipe's zoo model when it is a YOLOv2-style
+        detector (it has `anchors`, see orchestrator/models/region.py), which orch can train; None otherwise."""
         if self._head is False:
             self._head = None
             if self.recipe.model.arch is not None:
@@ -104,6 +104,15 @@ class BuildContext:
                 if getattr(model, "anchors", None) is not None:
                     self._head = (list(model.anchors), int(model.num_classes))
         return self._head
+
+    @cached_property
+    def detection_set(self) -> Any:
+        """The test split as boards score it (agent/detection/evaluate.py DetectionSet); detection data only."""
+        from orchestrator.builder.detection import evaluation_set
+
+        if self.splits.truth is None:
+            raise BuildError(f"{self.recipe.dataset.name}: this data set has no detection ground truth to score")
+        return evaluation_set(self.splits.truth, self.splits.class_names)
 
     def teacher(self, source: str) -> Any:
         """The distillation teacher: `base` (this recipe's trained model) or a state_dict file."""

@@ -1,94 +1,171 @@
-"""Host-side detection scoring: Pascal VOC average precision at IoU 0.5.
+"""Detection on the workstation: the evaluation set boards score, and host scoring with the boards' own code.
 
-AP is the all-point interpolated area under the precision-recall curve (the
-VOC2010+ devkit's rule, not VOC2007's 11-point one): precision is made
-monotone from the right, then summed over every recall step. A detection
-matches the unmatched ground truth it overlaps most if that IoU is >= 0.5;
-ground truths marked difficult count neither as hits nor as misses, and a
-detection matching one is ignored. Boxes are continuous pixel coordinates of
-the model's input, so IoU has no devkit-style +1 pixel. A model's score is
-the mean AP over the data set's classes (the AP of person for a person head).
+A detection recipe's variants are scored by agent/detection/evaluate.py everywhere: on the board after timing,
+and here for `host_accuracy` (each ONNX artifact with onnxruntime, each pruning step's torch model with torch).
+Both read the same DetectionSet, built once from the data set's `truth` (the test split in original pixels), so
+the board's average precision and the host's differ only by what the runtime computed.
+
+What a model's labels mean: `model.detection.class_names` when the recipe gives them, else the data set's
+classes when the model scores as many, else every category of the data set's source (COCO's 80, VOC's 20) when
+the model scores that many (a YOLOv5 export trained on COCO scored on `classes: [person]`); labels the data set
+does not score are dropped (class_map -1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-IOU_THRESHOLD = 0.5
-BATCH = 16
+from orchestrator.errors import BuildError
+
+if TYPE_CHECKING:
+    from agent.detection.decoders import DetectionSpec
+    from agent.detection.evaluate import DetectionSet
+    from agent.preprocess import Preprocess
+    from orchestrator.datasets import DetectionTruth
+
+# The batch a torch model is scored with on the host (an ONNX artifact is scored with the batch its jobs run:
+# dynamic quantization computes its scales per batch, so the batch changes the numbers).
+TORCH_BATCH = 8
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    overlap_w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    overlap_h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    overlap = overlap_w * overlap_h
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return overlap / np.maximum(union - overlap, 1e-9)
+def detection_spec(ctx: Any) -> DetectionSpec | None:
+    """How the recipe's model outputs become boxes: `model.detection`, with a zoo detector's anchors filled in;
+    a zoo model with anchors (tiny-YOLOv2) is a YOLOv2 region detector without saying so; None: not a detector."""
+    from agent.detection.decoders import DetectionSpec
+
+    declared = ctx.recipe.model.detection
+    anchors = _zoo_anchors(ctx)
+    if declared is None:
+        return DetectionSpec(decoder="yolov2_region", anchors=anchors) if anchors is not None else None
+    spec = DetectionSpec.from_dict(declared)
+    if spec.decoder == "yolov2_region" and spec.anchors is None and anchors is not None:
+        spec = replace(spec, anchors=anchors)
+    return spec
 
 
-def voc_ap(detections: Sequence[np.ndarray], truths: Sequence[np.ndarray], class_id: int) -> float:
-    """AP of one class. detections: per image (k, 6) [class, score, x1, y1, x2, y2];
-    truths: per image (k, 6) [class, x1, y1, x2, y2, difficult]. NaN when the class has no (non-difficult) truth."""
-    gts = [t[t[:, 0] == class_id] for t in truths]
-    positives = sum(int((g[:, 5] == 0).sum()) for g in gts)
-    if positives == 0:
-        return float("nan")
-    found = [(float(d[1]), image, d[2:6]) for image, dets in enumerate(detections) for d in dets if d[0] == class_id]
-    found.sort(key=lambda item: -item[0])
-    matched = [np.zeros(len(g), dtype=bool) for g in gts]
-    hits, misses = [], []
-    for _, image, box in found:
-        gt = gts[image]
-        overlaps = _iou(box, gt[:, 1:5]) if len(gt) else np.zeros(0)
-        best = int(np.argmax(overlaps)) if len(overlaps) else -1
-        if best >= 0 and overlaps[best] >= IOU_THRESHOLD:
-            if gt[best, 5]:  # a difficult object: neither a hit nor a miss
-                continue
-            hit = not matched[image][best]
-            matched[image][best] = True
-        else:
-            hit = False
-        hits.append(hit)
-        misses.append(not hit)
-    true_positives, false_positives = np.cumsum(hits, dtype=float), np.cumsum(misses, dtype=float)
-    recall = true_positives / positives
-    precision = true_positives / np.maximum(true_positives + false_positives, 1e-9)
-    recall = np.concatenate([[0.0], recall, [1.0]])
-    precision = np.concatenate([[0.0], precision, [0.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.nonzero(recall[1:] != recall[:-1])[0]
-    return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
+def _zoo_anchors(ctx: Any) -> list[list[float]] | None:
+    head = ctx.detection_head()
+    return [[float(w), float(h)] for w, h in head[0]] if head is not None else None
 
 
-def mean_ap(detections: Sequence[np.ndarray], truths: Sequence[np.ndarray], num_classes: int) -> float | None:
-    """Mean AP over the classes that have ground truth; None when none has."""
-    values = [voc_ap(detections, truths, class_id) for class_id in range(num_classes)]
-    values = [v for v in values if not np.isnan(v)]
-    return float(np.mean(values)) if values else None
+def evaluation_set(truth: DetectionTruth, class_names: Sequence[str]) -> DetectionSet:
+    """The DetectionSet boards score: every test image file's bytes, sizes and ground truth."""
+    from agent.detection.evaluate import DetectionSet
+
+    encoded = [path.read_bytes() for path in truth.files]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(data) for data in encoded])
+    image_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    return DetectionSet(image_bytes=image_bytes, offsets=offsets, image_ids=truth.image_ids, sizes=truth.sizes,
+                        truth=truth.boxes, category_ids=np.array(truth.category_ids, dtype=np.int64),
+                        class_names=list(class_names), headline=truth.metric)
 
 
-def detection_score(run: Callable[[np.ndarray], Any], images: np.ndarray, truths: Sequence[np.ndarray],
-                    anchors: Sequence[tuple[float, float]], num_classes: int) -> float | None:
-    """Mean VOC AP@0.5 of a model over (images, truths); `run` maps a batch of images to raw output maps."""
+def class_map(spec: DetectionSpec, model_classes: int | None, class_names: Sequence[str],
+              source_classes: Sequence[str]) -> list[int]:
+    """For each model label, the data set class index it is scored as (-1: not scored); see the module docstring."""
+    index = {name: position for position, name in enumerate(class_names)}
+    if spec.class_names is not None:
+        names = list(spec.class_names)
+    elif model_classes in (None, len(class_names)):
+        names = list(class_names)
+    elif model_classes == len(source_classes):
+        names = list(source_classes)
+    else:
+        raise BuildError(f"the model scores {model_classes} classes and the data set has {len(class_names)} "
+                         f"({len(source_classes)} in its source): give model.detection.class_names, the model's "
+                         "classes in its label order")
+    mapped = [index.get(name, -1) for name in names]
+    if all(position < 0 for position in mapped):
+        raise BuildError(f"none of the model's classes ({', '.join(names[:5])}...) is a class of the data set "
+                         f"({', '.join(class_names)})")
+    return mapped
+
+
+def preprocess_at(ctx: Any, size: int) -> Preprocess:
+    """How an image becomes this recipe's model input at `size` pixels: an ONNX source's own pre-processing, else
+    the data set's."""
+    chosen = ctx.preprocess or ctx.recipe.dataset.preprocess()
+    return replace(chosen, size=[size, size])
+
+
+def evaluation_settings(ctx: Any, model_path: str, size: int, decoded_by: dict[str, Any] | None = None
+                        ) -> dict[str, Any]:
+    """The detection part of a job's evaluation spec for one artifact: preprocess, detection, class_map.
+    decoded_by: the artifact's own DetectionSpec when a step changed its outputs (graph_nms), else the recipe's."""
+    import onnx
+
+    from agent.detection.decoders import DetectionSpec, model_classes
+
+    spec = DetectionSpec.from_dict(decoded_by) if decoded_by else detection_spec(ctx)
+    if spec is None:
+        raise BuildError("this recipe's model is not a detector: give model.detection")
+    graph = onnx.load(model_path, load_external_data=False).graph
+    shapes = [[dim.dim_value if dim.HasField("dim_value") else dim.dim_param for dim in
+               output.type.tensor_type.shape.dim] for output in graph.output]
+    truth = ctx.splits.truth
+    classes = model_classes(spec, shapes, [output.name for output in graph.output])
+    mapped = class_map(spec, classes, ctx.splits.class_names, truth.source_classes)
+    return {"metric": "detection", "preprocess": _fields(preprocess_at(ctx, size)), "detection": spec.to_dict(),
+            "class_map": mapped}
+
+
+def _fields(preprocess: Preprocess) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(preprocess)
+
+
+def score(ctx: Any, run: Callable[[np.ndarray], Sequence[np.ndarray]], output_names: Sequence[str],
+          settings: dict[str, Any], batch: int) -> dict[str, Any]:
+    """The accuracy part of a result for `run` on this recipe's evaluation set, computed here."""
+    from agent.detection.decoders import DetectionSpec
+    from agent.detection.evaluate import evaluate
+    from agent.preprocess import Preprocess
+
+    return evaluate(run, output_names, ctx.detection_set, Preprocess(**settings["preprocess"]),
+                    DetectionSpec.from_dict(settings["detection"]), settings["class_map"], batch=batch)
+
+
+def onnx_score(ctx: Any, model_path: str, size: int, decoded_by: dict[str, Any] | None = None) -> float | None:
+    """The headline average precision of an ONNX artifact on this host's CPU (decoded_by: see
+    evaluation_settings)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    model_input = session.get_inputs()[0]
+    fixed = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
+    settings = evaluation_settings(ctx, model_path, size, decoded_by)
+
+    def run(inputs: np.ndarray) -> Any:
+        return session.run(None, {model_input.name: inputs})
+
+    outputs = [output.name for output in session.get_outputs()]
+    return score(ctx, run, outputs, settings, fixed or 1)["value"]
+
+
+def torch_score(ctx: Any, model: Any) -> float | None:
+    """The headline average precision of a torch detector at the data set's image size, computed with torch."""
     import torch
 
-    from orchestrator.models.region import decode
+    from agent.detection.decoders import model_classes
 
-    detections: list[np.ndarray] = []
-    for start in range(0, len(images), BATCH):
-        output = torch.as_tensor(np.asarray(run(images[start:start + BATCH]), dtype=np.float32))
-        detections += decode(output, anchors, images.shape[-1])
-    return mean_ap(detections, truths, num_classes)
+    size = ctx.recipe.dataset.image_size
+    spec = detection_spec(ctx)
+    if spec is None:
+        raise BuildError("this recipe's model is not a detector: give model.detection")
+    model.eval()
+    with torch.no_grad():
+        shapes = [list(model(ctx.example_input(size)).shape)]
+    mapped = class_map(spec, model_classes(spec, shapes), ctx.splits.class_names, ctx.splits.truth.source_classes)
+    settings = {"preprocess": _fields(preprocess_at(ctx, size)), "detection": spec.to_dict(), "class_map": mapped}
 
+    def run(inputs: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [model(torch.from_numpy(inputs)).numpy()]
 
-def scaled_truths(truths: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
-    """Ground truths for images resized by `scale` (boxes scaled, classes and difficult flags kept)."""
-    scaled = []
-    for rows in truths:
-        rows = np.array(rows, dtype=np.float32, copy=True)
-        rows[:, 1:5] *= scale
-        scaled.append(rows)
-    return scaled
+    return score(ctx, run, ["output"], settings, TORCH_BATCH)["value"]

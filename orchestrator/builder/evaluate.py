@@ -45,55 +45,48 @@ def top1_scorable(splits: Any) -> bool:
 
 
 def host_metric(ctx: Any) -> str | None:
-    """What host_accuracy means for this recipe: `top1`, `voc_ap50` (mean VOC AP at IoU 0.5) or None: not
-    scored, because the recipe says `benchmark.accuracy: none` or the data has nothing to score against."""
+    """What host_accuracy means for this recipe: `top1`, the detection data set's official headline (voc07_ap50,
+    voc_ap50 or coco_ap: agent/detection/metrics.py), or None: not scored, because the recipe says
+    `benchmark.accuracy: none` or the data has nothing to score against."""
     if ctx.recipe.benchmark.accuracy == "none":
         return None
     if top1_scorable(ctx.splits):
         return "top1"
-    if ctx.splits.task == "detection" and len(ctx.splits.test_x) and ctx.detection_head() is not None:
-        return "voc_ap50"
+    if ctx.splits.task == "detection" and ctx.splits.truth is not None and is_detector(ctx):
+        return str(ctx.splits.truth.metric)
     return None
 
 
-def host_accuracy(ctx: Any, sha256: str, image_size: int) -> float | None:
-    """The artifact's score on the test split with onnxruntime (see host_metric); None when it cannot be scored."""
+def is_detector(ctx: Any) -> bool:
+    """True when the recipe's model turns into boxes (model.detection, or a zoo detector such as tiny-YOLOv2)."""
+    from orchestrator.builder.detection import detection_spec
+
+    return detection_spec(ctx) is not None
+
+
+def host_accuracy(ctx: Any, sha256: str, image_size: int, decoded_by: dict[str, Any] | None = None) -> float | None:
+    """The artifact's score on the test split with onnxruntime (see host_metric); None when it cannot be scored.
+    decoded_by: a detector artifact's own DetectionSpec when a step changed its outputs (graph_nms)."""
     metric = host_metric(ctx)
     if metric == "top1":
         return onnx_top1(str(ctx.store.path(sha256, ".onnx")), ctx.images("test", image_size), ctx.splits.test_y)
-    if metric == "voc_ap50":
-        import onnxruntime as ort
+    if metric is not None:
+        from orchestrator.builder.detection import onnx_score
 
-        session = ort.InferenceSession(str(ctx.store.path(sha256, ".onnx")), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        dtype = input_dtype(session.get_inputs()[0].type)
-        return _detection_score(ctx, lambda x: session.run(None, {name: x.astype(dtype, copy=False)})[0], image_size)
+        return onnx_score(ctx, str(ctx.store.path(sha256, ".onnx")), image_size, decoded_by)
     return None
 
 
 def torch_score(ctx: Any, model: torch.nn.Module) -> float | None:
     """host_accuracy of a torch model at the data set's image size, computed with torch."""
-    import torch
-
     metric = host_metric(ctx)
     if metric == "top1":
         return torch_top1(model, ctx.splits.test_x, ctx.splits.test_y)
-    if metric == "voc_ap50":
-        model.eval()
+    if metric is not None:
+        from orchestrator.builder.detection import torch_score as detection_torch_score
 
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return model(torch.from_numpy(x)).numpy()
-        return _detection_score(ctx, run, ctx.recipe.dataset.image_size)
+        return detection_torch_score(ctx, model)
     return None
-
-
-def _detection_score(ctx: Any, run: Any, image_size: int) -> float | None:
-    from orchestrator.builder.detection import detection_score, scaled_truths
-
-    anchors, num_classes = ctx.detection_head()
-    truths = scaled_truths(ctx.splits.test_y, image_size / ctx.recipe.dataset.image_size)
-    return detection_score(run, ctx.images("test", image_size), truths, anchors, num_classes)
 
 
 def torch_top1(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:

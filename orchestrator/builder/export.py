@@ -56,7 +56,7 @@ class ExportStep:
     """Export the parent torch model to ONNX and score it on the host."""
 
     name = "export"
-    version = "3"  # 3: portable opset imports (builder/portable.py)
+    version = "4"  # 4: detectors scored by the boards' own code; 3: portable opset imports
     produces = "onnx"
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> OnnxNode:

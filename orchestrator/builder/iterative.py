@@ -15,7 +15,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.builder import STEPS, TorchNode
-from orchestrator.builder.evaluate import size_figures, torch_score
+from orchestrator.builder.evaluate import host_metric, size_figures, torch_score
 from orchestrator.builder.prune import make_pruner, prune_once
 from orchestrator.builder.train import finetune
 
@@ -24,17 +24,17 @@ if TYPE_CHECKING:
 
 
 def iteration_figures(ctx: Any, model: nn.Module, step: int, ratio: float) -> dict[str, Any]:
-    """{step, ratio, macs, params, accuracy} of `model` now (accuracy: host_accuracy's metric, or None)."""
+    """{step, ratio, macs, params, metric, accuracy} of `model` now (accuracy: host_accuracy's metric, or None)."""
     figures = size_figures(model, ctx.example_input())
     return {"step": step, "ratio": round(ratio, 6), "macs": figures["macs"], "params": figures["params"],
-            "accuracy": torch_score(ctx, model)}
+            "metric": host_metric(ctx), "accuracy": torch_score(ctx, model)}
 
 
 class IterativePruneStep:
     """Reach `ratio` in `steps` rounds of pruning, each followed by fine-tuning and an evaluation."""
 
     name = "iterative_prune"
-    version = "1"
+    version = "2"  # 2: detectors scored by the boards' own code, the metric named per round
     produces = "torch"
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> TorchNode:

@@ -72,7 +72,7 @@ class ImportOnnxStep:
     """Take the user's ONNX file into the store, normalized (see the module docstring), as one self-contained file."""
 
     name = "import_onnx"
-    version = "3"  # 3: portable opset imports; 2: normalized, pre-processing
+    version = "4"  # 4: detectors scored by the boards' code; 3: portable opsets; 2: normalized, pre-processing
     produces = "onnx"
 
     def run(self, ctx: Any, parent: None, params: dict[str, Any]) -> OnnxNode:
@@ -94,7 +94,7 @@ class ResizeInputStep:
     """Set the input's height and width, where the graph permits (checked by running it)."""
 
     name = "resize_input"
-    version = "3"  # 3: portable opset imports; 2: NHWC inputs
+    version = "4"  # 4: detectors scored by the boards' code; 3: portable opsets; 2: NHWC inputs
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
@@ -143,7 +143,7 @@ class ConvertOpsetStep:
     """Convert the graph to another ONNX opset with onnx's version converter (the recipe's `opset`)."""
 
     name = "convert_opset"
-    version = "3"  # 3: portable opset imports; 2: IR version raised with the opset
+    version = "4"  # 4: detectors scored by the boards' code; 3: portable opsets; 2: IR version raised
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
@@ -162,7 +162,7 @@ class LimitOpsetStep:
     otherwise. An op that cannot be converted down fails this variant, saying which."""
 
     name = "limit_opset"
-    version = "1"
+    version = "2"  # 2: detectors scored by the boards' own code
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:

@@ -103,8 +103,16 @@ class Builder:
                                  step=failed.step, reason=failed.reason)
         if not isinstance(node, OnnxNode):
             raise BuildError(f"variant {plan.name}: its last step {plan.steps[-1].name} does not produce ONNX")
+        meta = {k: v for k, v in node.meta.items() if k != "lineage"}
+        if self.scored_as_detection:
+            from orchestrator.builder.detection import evaluation_settings
+            from orchestrator.builder.onnx_source import image_side
+
+            # How a board scores this artifact: its pre-processing at its size, its decoder, its labels' classes.
+            meta["evaluation"] = evaluation_settings(self.context, str(self.store.path(node.sha256, ".onnx")),
+                                                     image_side(meta["input"]), meta.get("detection"))
         return BuiltVariant(name=plan.name, sha256=node.sha256, axes=plan.axes, lineage=node.meta["lineage"],
-                            meta={k: v for k, v in node.meta.items() if k != "lineage"},
+                            meta=meta,
                             file_size_bytes=self.store.path(node.sha256, ".onnx").stat().st_size,
                             steps_run=self.steps_run - before)
 
@@ -132,12 +140,22 @@ class Builder:
             raise BuildError("this recipe's model source is not a torch model")
         return node.model
 
-    def evaluation_set(self) -> str | None:
-        """The test split as a content-addressed .npz (x, y) for on-device top-1 scoring; its sha256.
+    @property
+    def scored_as_detection(self) -> bool:
+        """True when this recipe's variants are scored by average precision (a detector on detection data)."""
+        from orchestrator.builder.evaluate import host_metric
 
-        None when the data set has no class labels to score against (detection, unlabelled folders).
+        return host_metric(self.context) not in (None, "top1")
+
+    def evaluation_set(self) -> str | None:
+        """The test split as a content-addressed .npz for on-device scoring; its sha256: arrays x, y for top-1, a
+        DetectionSet (agent/detection/evaluate.py) for a detector.
+
+        None when the data set has nothing to score against (unlabelled folders, detection data without a detector).
         """
         splits = self.context.splits
+        if self.scored_as_detection:
+            return self.store.put(npz_bytes(**self.context.detection_set.to_arrays()), ".npz")
         if splits.task != "classification" or not len(splits.test_y) or int(splits.test_y.min()) < 0:
             return None
         return self.store.put(npz_bytes(x=splits.test_x, y=splits.test_y), ".npz")

@@ -75,7 +75,7 @@ class PruneStep:
     """Remove the least important output channels of every prunable layer, in one step."""
 
     name = "prune"
-    version = "2"
+    version = "3"  # 3: VOC boxes as continuous spans in the region loss's targets
     produces = "torch"
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> TorchNode:

@@ -250,7 +250,7 @@ class QuantizeStep:
     """Quantize (dynamic or static, any onnxruntime format and types) or convert to fp16."""
 
     name = "quantize"
-    version = "5"  # 5: opset raised for quantization, portable, built for a target runtime's kernels
+    version = "6"  # 6: detectors scored by the boards' code; 5: opset raised, portable, for a target's kernels
     produces = "onnx"
 
     def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:

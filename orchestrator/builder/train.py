@@ -133,7 +133,7 @@ class TrainStep:
     """Build the recipe's model (from imported weights if given) and train it on the training split."""
 
     name = "train"
-    version = "2"
+    version = "3"  # 3: VOC boxes as continuous spans in the region loss's targets
     produces = "torch"
 
     def run(self, ctx: Any, parent: None, params: dict[str, Any]) -> TorchNode:
@@ -158,7 +158,7 @@ class FinetuneStep:
     """Continue training a parent model: all layers or only `trainable` ones, plain or distilled."""
 
     name = "finetune"
-    version = "2"
+    version = "3"  # 3: VOC boxes as continuous spans in the region loss's targets
     produces = "torch"
 
     def run(self, ctx: Any, parent: TorchNode, params: dict[str, Any]) -> TorchNode:

@@ -16,12 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.registry import Registry
+
+if TYPE_CHECKING:
+    from agent.detection.metrics import Boxes
+    from agent.preprocess import Preprocess
 
 
 class DatasetSpec(BaseModel):
@@ -37,6 +42,41 @@ class DatasetSpec(BaseModel):
     image_size: int = Field(32, gt=0, le=4096)
     root: str | None = None
 
+    def preprocess(self, size: int | None = None) -> Preprocess:
+        """How this data set turns an image file into a model input at `size` pixels (default image_size): a plain
+        resize, scaled to [0, 1], RGB, NCHW float32 (data sets with their own normalization override it)."""
+        from agent.preprocess import Preprocess
+
+        side = size or self.image_size
+        return Preprocess(size=[side, side])
+
+
+@dataclass(frozen=True)
+class DetectionTruth:
+    """The test split of a detection data set as its official scorer sees it: every image file, its size and the
+    ground truth in original-image pixels, so average precision is computed where the official tools compute it.
+
+    files: the image files, in the test split's order
+    image_ids: the data set's image ids (COCO's own; the position in the image list for VOC)
+    names: the images' names in the data set (VOC ids, COCO file names)
+    sizes: (n, 2) int64 original width, height
+    boxes: the ground truth (agent/detection/metrics.py Boxes: continuous x, y, w, h; crowd and difficult flags)
+    category_ids: the category id of each class index, in class_names order (VOC: the index itself)
+    metric: the data set's official headline metric: voc07_ap50 (VOC2007's 11-point AP), voc_ap50 (VOC2010+
+        all-point AP) or coco_ap (COCO's AP at IoU .50:.95)
+    source_classes: every class of the data set's source, in its own order (VOC's 20; a COCO file's categories
+        by id), which a model trained on the whole source labels by
+    """
+
+    files: tuple[Path, ...]
+    image_ids: np.ndarray
+    names: tuple[str, ...]
+    sizes: np.ndarray
+    boxes: Boxes
+    category_ids: tuple[int, ...]
+    metric: str
+    source_classes: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -50,6 +90,7 @@ class Splits:
     task: "classification" or "detection"
     at_size: the train or test images read again at another square size, for data sets that keep their
         files (None: the images are resized from the arrays here, NCHW float)
+    truth: detection: the test split as the official scorer sees it (DetectionTruth); None otherwise
     """
 
     train_x: np.ndarray
@@ -59,6 +100,7 @@ class Splits:
     class_names: tuple[str, ...]
     task: str = "classification"
     at_size: Callable[[str, int], np.ndarray] | None = field(default=None, compare=False, repr=False)
+    truth: DetectionTruth | None = field(default=None, compare=False, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -83,4 +125,4 @@ class Dataset:
 
 
 DATASETS: Registry[Dataset] = Registry("dataset", modules={
-    name: f"orchestrator.datasets.{name}" for name in ("cifar10", "digits", "image_folder", "voc")})
+    name: f"orchestrator.datasets.{name}" for name in ("cifar10", "coco", "digits", "image_folder", "voc")})

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field, model_validator
 
-from agent.preprocess import Preprocess
+from agent.preprocess import Placement, Preprocess
 from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
 from orchestrator.errors import DatasetError
 
@@ -33,15 +33,14 @@ SPLIT_SEED = 0
 NO_LABEL = -1
 
 
-def read_image(path: Path, preprocess: Preprocess) -> tuple[np.ndarray, tuple[int, int]]:
-    """An image file as one model input (agent/preprocess.py), and its original (width, height)."""
+def read_image(path: Path, preprocess: Preprocess) -> tuple[np.ndarray, Placement]:
+    """An image file as one model input (agent/preprocess.py), and where the original landed in it."""
     try:
-        values, placement = preprocess.file(str(path))
+        return preprocess.file(str(path))
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file is missing") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
-    return values, placement.original_size
 
 
 class Spec(DatasetSpec):

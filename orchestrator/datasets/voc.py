@@ -4,27 +4,34 @@ Layout: ImageSets/Main/<set>.txt lists image ids (set: train, val, trainval,
 test), Annotations/<id>.xml holds the objects, JPEGImages/<id>.jpg the image.
 Each image is resized plainly to image_size x image_size (bilinear, aspect
 ratio not kept, as YOLOv2 does) and scaled to [0, 1] with no mean/std (the YOLO
-convention). Boxes are VOC's 1-based pixel coordinates made 0-based and
-scaled with the image; labels are per-image float32 arrays of rows
-[class_id, x1, y1, x2, y2, difficult]. An image is kept only if at least one
-of its objects is kept (by `classes` and `include_difficult`).
+convention), unless an ONNX model's pre-processing says otherwise. VOC boxes
+are inclusive 1-based pixel indices: xmin..xmax covers the continuous span
+[xmin - 1, xmax), which is how they are moved into the model input; labels
+are per-image float32 arrays of rows [class_id, x1, y1, x2, y2, difficult].
+A training image is kept only if at least one of its objects is kept (by
+`classes` and `include_difficult`); the test split keeps every listed image,
+and its `truth` holds every object of the kept classes in original pixels,
+difficult ones flagged, as the devkit scores them.
 """
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from agent.preprocess import Preprocess
-from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, Splits
+from agent.preprocess import Placement, Preprocess
+from orchestrator.datasets import DATASETS, Dataset, DatasetSpec, DetectionTruth, Splits
 from orchestrator.datasets.image_folder import read_image
 from orchestrator.errors import DatasetError
+
+if TYPE_CHECKING:
+    from agent.detection.metrics import Boxes
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -146,62 +153,122 @@ def read_annotation(path: Path) -> list[VocObject]:
     return [_parse_object(element, path, number) for number, element in enumerate(root.findall("object"), 1)]
 
 
-def _box_rows(objects: list[VocObject], class_ids: dict[str, int], scale_x: float, scale_y: float) -> np.ndarray:
-    rows = [[class_ids[obj.class_name], (obj.box[0] - 1) * scale_x, (obj.box[1] - 1) * scale_y,
-             (obj.box[2] - 1) * scale_x, (obj.box[3] - 1) * scale_y, float(obj.difficult)] for obj in objects]
+def _box_rows(objects: list[VocObject], class_ids: dict[str, int], placement: Placement) -> np.ndarray:
+    """Rows [class_id, x1, y1, x2, y2, difficult] in model-input pixels: VOC's inclusive 1-based box covers the
+    continuous span [xmin - 1, xmax), moved and scaled to where the image landed in the input."""
+    rows = [[class_ids[obj.class_name],
+             (obj.box[0] - 1) * placement.scale_x + placement.pad_x, (obj.box[1] - 1) * placement.scale_y
+             + placement.pad_y, obj.box[2] * placement.scale_x + placement.pad_x,
+             obj.box[3] * placement.scale_y + placement.pad_y, float(obj.difficult)] for obj in objects]
     return np.array(rows, dtype=np.float32).reshape(-1, 6)
 
 
-def _read_set(folder: Path, set_name: str, spec: Spec, limit: int | None) -> tuple[np.ndarray, list[np.ndarray]]:
-    class_ids = {name: index for index, name in enumerate(spec.classes or VOC_CLASSES)}
-    kept: list[tuple[str, list[VocObject]]] = []
+@dataclass(frozen=True)
+class _Listed:
+    """One image of a set: its id, file and the objects of the kept classes (difficult ones flagged)."""
+
+    image_id: str
+    path: Path
+    objects: list[VocObject]
+
+
+def _list_set(folder: Path, set_name: str, spec: Spec, limit: int | None, every_image: bool) -> list[_Listed]:
+    """The images of an ImageSets/Main list with their objects of the kept classes. Training keeps only images
+    holding a kept object (and drops difficult ones unless include_difficult); testing keeps every listed image and
+    every kept object, difficult ones flagged, as the devkit scores a class over the whole test list."""
+    class_ids = _class_ids(spec)
+    listed: list[_Listed] = []
     for image_id in read_ids(folder / "ImageSets" / "Main" / f"{set_name}.txt"):
         objects = [obj for obj in read_annotation(folder / "Annotations" / f"{image_id}.xml")
-                   if obj.class_name in class_ids and (spec.include_difficult or not obj.difficult)]
-        if objects:
-            kept.append((image_id, objects))
-        if limit is not None and len(kept) >= limit:
+                   if obj.class_name in class_ids and (every_image or spec.include_difficult or not obj.difficult)]
+        if objects or every_image:
+            listed.append(_Listed(image_id, folder / "JPEGImages" / f"{image_id}.jpg", objects))
+        if limit is not None and len(listed) >= limit:
             break
-    if not kept:
+    if not any(item.objects for item in listed):
         raise DatasetError(f"{folder / 'ImageSets' / 'Main' / f'{set_name}.txt'}: no listed image holds an object "
                            f"of {', '.join(class_ids)}")
-    size = spec.image_size
-    grid = Preprocess(size=[size, size])
-    images = np.empty((len(kept), 3, size, size), dtype=np.float32)
-    boxes = []
-    for index, (image_id, objects) in enumerate(kept):
-        images[index], (width, height) = read_image(folder / "JPEGImages" / f"{image_id}.jpg", grid)
-        boxes.append(_box_rows(objects, class_ids, size / width, size / height))
-    return images, boxes
+    return listed
 
 
-def _read_presence(folder: Path, set_name: str, spec: Spec, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _class_ids(spec: Spec) -> dict[str, int]:
+    return {name: index for index, name in enumerate(spec.classes or VOC_CLASSES)}
+
+
+def _read_images(listed: list[_Listed], spec: Spec, preprocess: Preprocess
+                 ) -> tuple[np.ndarray, list[np.ndarray], list[tuple[int, int]]]:
+    """The images as model inputs, their box rows in input pixels (training rows: include_difficult applies),
+    and their original (width, height)."""
+    class_ids = _class_ids(spec)
+    images = np.empty([len(listed), *preprocess.shape[1:]], dtype=preprocess.dtype)
+    rows, sizes = [], []
+    for index, item in enumerate(listed):
+        images[index], placement = read_image(item.path, preprocess)
+        trained = [obj for obj in item.objects if spec.include_difficult or not obj.difficult]
+        rows.append(_box_rows(trained, class_ids, placement))
+        sizes.append(placement.original_size)
+    return images, rows, sizes
+
+
+def truth_boxes(objects: list[tuple[int, VocObject]], class_ids: dict[str, int]) -> Boxes:
+    """(image index, object) pairs as ground truth Boxes in original pixels: the inclusive 1-based box
+    xmin..xmax is the continuous span [xmin - 1, xmax); difficult flags kept; objects of other classes dropped."""
+    from agent.detection.metrics import Boxes
+
+    kept = [(index, obj) for index, obj in objects if obj.class_name in class_ids]
+    xywh = np.array([[obj.box[0] - 1, obj.box[1] - 1, obj.box[2] - obj.box[0] + 1, obj.box[3] - obj.box[1] + 1]
+                     for _, obj in kept], dtype=np.float64).reshape(-1, 4)
+    return Boxes(image_id=np.array([index for index, _ in kept], dtype=np.int64),
+                 category_id=np.array([class_ids[obj.class_name] for _, obj in kept], dtype=np.int64),
+                 xywh=xywh, area=xywh[:, 2] * xywh[:, 3], crowd=np.zeros(len(kept), dtype=bool),
+                 difficult=np.array([obj.difficult for _, obj in kept], dtype=bool))
+
+
+def _truth(listed: list[_Listed], sizes: list[tuple[int, int]], spec: Spec) -> DetectionTruth:
+    """The test list as the devkit scores it: boxes in original pixels, difficult objects flagged."""
+    class_ids = _class_ids(spec)
+    boxes = truth_boxes([(index, obj) for index, item in enumerate(listed) for obj in item.objects], class_ids)
+    return DetectionTruth(files=tuple(item.path for item in listed), image_ids=np.arange(len(listed), dtype=np.int64),
+                          names=tuple(item.image_id for item in listed), sizes=np.array(sizes, dtype=np.int64),
+                          boxes=boxes, category_ids=tuple(range(len(class_ids))),
+                          metric="voc07_ap50" if spec.year == 2007 else "voc_ap50", source_classes=VOC_CLASSES)
+
+
+def _read_presence(folder: Path, set_name: str, spec: Spec, limit: int | None, preprocess: Preprocess
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Every listed image, labelled 1 when it holds an object of spec.presence_of, else 0."""
     ids = read_ids(folder / "ImageSets" / "Main" / f"{set_name}.txt")[:limit]
-    size = spec.image_size
-    grid = Preprocess(size=[size, size])
-    images = np.empty((len(ids), 3, size, size), dtype=np.float32)
+    images = np.empty([len(ids), *preprocess.shape[1:]], dtype=preprocess.dtype)
     labels = np.zeros(len(ids), dtype=np.int64)
     for index, image_id in enumerate(ids):
         objects = read_annotation(folder / "Annotations" / f"{image_id}.xml")
         labels[index] = any(obj.class_name == spec.presence_of and (spec.include_difficult or not obj.difficult)
                             for obj in objects)
-        images[index], _ = read_image(folder / "JPEGImages" / f"{image_id}.jpg", grid)
+        images[index], _ = read_image(folder / "JPEGImages" / f"{image_id}.jpg", preprocess)
     return images, labels
 
 
-def load(spec: Spec) -> Splits:
-    """The train_set and test_set lists of VOC `year` as detection splits (see the module docstring)."""
+def load(spec: Spec, preprocess: Preprocess | None = None) -> Splits:
+    """The train_set and test_set lists of VOC `year` as detection splits (see the module docstring), each image
+    pre-processed as `preprocess` says (default: plain resize to image_size, scaled to [0, 1])."""
     folder = find_folder(spec.root, spec.year)
+    chosen = preprocess or Preprocess(size=[spec.image_size, spec.image_size])
     if spec.presence_of is not None:
-        train_x, train_labels = _read_presence(folder, spec.train_set, spec, spec.train_limit)
-        test_x, test_labels = _read_presence(folder, spec.test_set, spec, spec.test_limit)
+        train_x, train_labels = _read_presence(folder, spec.train_set, spec, spec.train_limit, chosen)
+        test_x, test_labels = _read_presence(folder, spec.test_set, spec, spec.test_limit, chosen)
         return Splits(train_x=train_x, train_y=train_labels, test_x=test_x, test_y=test_labels,
                       class_names=(f"no_{spec.presence_of}", spec.presence_of))
-    train_x, train_y = _read_set(folder, spec.train_set, spec, spec.train_limit)
-    test_x, test_y = _read_set(folder, spec.test_set, spec, spec.test_limit)
+    listed = {"train": _list_set(folder, spec.train_set, spec, spec.train_limit, every_image=False),
+              "test": _list_set(folder, spec.test_set, spec, spec.test_limit, every_image=True)}
+    train_x, train_y, _ = _read_images(listed["train"], spec, chosen)
+    test_x, test_y, test_sizes = _read_images(listed["test"], spec, chosen)
+
+    def at_size(split: str, size: int) -> np.ndarray:
+        return _read_images(listed[split], spec, replace(chosen, size=[size, size]))[0]
+
     return Splits(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-                  class_names=tuple(spec.classes or VOC_CLASSES), task="detection")
+                  class_names=tuple(spec.classes or VOC_CLASSES), task="detection", at_size=at_size,
+                  truth=_truth(listed["test"], test_sizes, spec))
 
 
-DATASETS.register("voc")(Dataset(Spec, load))
+DATASETS.register("voc")(Dataset(Spec, load, takes_preprocess=True))

@@ -50,13 +50,24 @@ def job_spec(recipe: Recipe, job: Job, evaluation_sha256: str | None, paths: Boa
         providers=providers_for(bench, board.providers if board else None),
         intra_op_threads=job.threads, inter_op_threads=1, graph_optimization=bench.graph_optimization,
         warmup=bench.warmup, measure=bench.measure,
-        evaluation=EvaluationSpec(evaluation_sha256, "top1") if evaluation_sha256 else None,
+        evaluation=evaluation_spec(job.variant, evaluation_sha256, bench.keep_detections),
         seed=recipe.train.seed,
         power=power_for(bench.power, board.power if board else None), power_idle_s=bench.power_idle_s,
         board=paths or BoardPaths(),
         thermal=thermal_for(bench.thermal, board.thermal if board else None),
         rest_s=bench.rest_s, max_cv=bench.max_cv,
         repeat={"index": job.repeat, "of": job.repeats} if job.repeats > 1 else None)
+
+
+def evaluation_spec(variant: BuiltVariant, sha256: str | None, keep_detections: bool) -> EvaluationSpec | None:
+    """How the board scores `variant` on the evaluation set `sha256`: top-1, or the detection settings its build
+    worked out (BuiltVariant.meta["evaluation"]); None without an evaluation set."""
+    if sha256 is None:
+        return None
+    settings = variant.meta.get("evaluation")
+    if settings is None:
+        return EvaluationSpec(sha256, "top1")
+    return EvaluationSpec(sha256, keep_detections=keep_detections, **settings)
 
 
 def job_files(spec: dict[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The YOLOv2 [region] layer: decoding a raw output map into boxes, and the training loss.
+"""The YOLOv2 [region] layer's training loss (decoding the output map into boxes is the board's job:
+agent/detection/decoders.py `yolov2_region`, with the same box parameterisation, checked by the tests).
 
 A detection model's raw output is (N, A * (5 + C), H, W): for each of A
 anchors, (tx, ty, tw, th, objectness, C class logits) per grid cell. As in
@@ -63,44 +64,6 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return overlap / (area_a + area_b - overlap).clamp(min=1e-9)
-
-
-def decode(output: torch.Tensor, anchors: Sequence[tuple[float, float]], image_size: int,
-           score_threshold: float = 0.005, nms_iou: float = 0.45, max_boxes: int = 100) -> list[np.ndarray]:
-    """Detections per image as float32 arrays (k, 6): [class_id, score, x1, y1, x2, y2] in input pixels,
-    after per-class non-maximum suppression, best first."""
-    anchor_tensor = torch.tensor(anchors, dtype=output.dtype)
-    fields = _split(output, len(anchors))
-    stride = image_size / output.shape[-1]
-    boxes = _boxes(fields, anchor_tensor, stride).reshape(len(output), -1, 4)
-    scores = (torch.sigmoid(fields[..., 4:5]) * torch.softmax(fields[..., 5:], dim=-1)).reshape(len(output), -1,
-                                                                                                fields.shape[-1] - 5)
-    results = []
-    for image_boxes, image_scores in zip(boxes, scores, strict=True):
-        kept = []
-        for class_id in range(image_scores.shape[1]):
-            class_scores = image_scores[:, class_id]
-            candidates = torch.nonzero(class_scores > score_threshold).flatten()
-            for index in nms(image_boxes[candidates], class_scores[candidates], nms_iou):
-                row = candidates[index]
-                kept.append([class_id, float(class_scores[row]), *image_boxes[row].tolist()])
-        kept.sort(key=lambda detection: -detection[1])
-        results.append(np.array(kept[:max_boxes], dtype=np.float32).reshape(-1, 6))
-    return results
-
-
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> list[int]:
-    """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
-    order = torch.argsort(scores, descending=True)
-    kept: list[int] = []
-    while len(order):
-        best = int(order[0])
-        kept.append(best)
-        if len(order) == 1:
-            break
-        overlaps = box_iou(boxes[best:best + 1], boxes[order[1:]])[0]
-        order = order[1:][overlaps <= iou_threshold]
-    return kept
 
 
 def region_loss(output: torch.Tensor, targets: Sequence[np.ndarray], anchors: Sequence[tuple[float, float]],

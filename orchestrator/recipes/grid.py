@@ -1,7 +1,8 @@
 """Grid expansion: every combination of a recipe's variant axes, as an ordered list of build steps.
 
 A variant's name is its lineage in short: `l1-0.50/ft2/int8_static` is pruned
-50% with L1 importance, fine-tuned 2 epochs and statically quantized.
+50% with L1 importance, fine-tuned 2 epochs and statically quantized; `/nms`
+at the end: a detector with its NMS inside the graph.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def expand(loaded: LoadedRecipe, target: Runtime | None = None) -> list[VariantP
 
 def grid_size(loaded: LoadedRecipe, grid: VariantsGrid) -> int:
     """How many variants a grid has before duplicates merge (counted, not built: a huge grid costs nothing)."""
-    sizes = [len(grid.input_size or [0]), len(grid.simplify), len(grid.quantize)]
+    sizes = [len(grid.input_size or [0]), len(grid.simplify), len(grid.quantize), len(grid.graph_nms)]
     if loaded.recipe.model.onnx is None:
         distills = 1 if grid.distill is None else len(grid.distill.temperature) * len(grid.distill.alpha)
         prune, sparsify = grid.prune, grid.sparsify
@@ -92,8 +93,8 @@ def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid, target: Runtime | Non
     plans: dict[str, VariantPlan] = {}
     prefixes = _onnx_prefixes(loaded) if recipe.model.onnx else _torch_prefixes(loaded, grid)
     sizes = grid.input_size or [recipe.dataset.image_size]
-    for (prefix_name, prefix_steps, axes), size, simplify, quantize in itertools.product(
-            prefixes, sizes, grid.simplify, grid.quantize):
+    for (prefix_name, prefix_steps, axes), size, simplify, quantize, graph_nms in itertools.product(
+            prefixes, sizes, grid.simplify, grid.quantize, grid.graph_nms):
         steps = list(prefix_steps)
         if recipe.model.onnx:
             if grid.input_size:
@@ -111,15 +112,20 @@ def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid, target: Runtime | Non
             if target is not None:
                 params["target"] = target.key()
             steps.append(Step(name="quantize", params=params))
+        if graph_nms:
+            # The recipe's detection settings are the step's parameters: changing a threshold rebuilds it.
+            steps.append(Step(name="graph_nms", params={"detection": recipe.model.detection or {}}))
         parts = [prefix_name] if prefix_name else []
         if grid.input_size:
             parts.append(f"{size}px")
         if simplify:
             parts.append("slim")
         parts.append(quantize.label)
+        if graph_nms:
+            parts.append("nms")
         name = "/".join(parts)
         plans.setdefault(name, VariantPlan(name=name, steps=tuple(steps), axes={
-            **axes, "input_size": size, "simplify": simplify, "quantize": quantize.label,
+            **axes, "input_size": size, "simplify": simplify, "quantize": quantize.label, "graph_nms": graph_nms,
             "target_runtime": target.version if target else None}))
     return list(plans.values())
 

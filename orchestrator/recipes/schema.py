@@ -81,6 +81,22 @@ class PreprocessSpec(Spec):
     pad_value: int | None = Field(None, ge=0, le=255)
 
 
+def _detection_problem(value: dict[str, Any]) -> dict[str, Any]:
+    from agent.detection.decoders import DetectionSpec
+
+    try:
+        spec = DetectionSpec.from_dict(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    for key, problem in spec.problems():
+        raise ValueError(f"[{key}] {problem}")
+    return value
+
+
+# How a detector's outputs become boxes: the agent's DetectionSpec fields, checked by the agent's own rules.
+DetectionSection = Annotated[dict[str, Any], AfterValidator(_detection_problem)]
+
+
 class ModelSpec(Spec):
     """Where the network comes from: a zoo architecture (arch, options, weights) or an ONNX file (onnx).
 
@@ -88,6 +104,9 @@ class ModelSpec(Spec):
     weights: a path, or {path, format, skip_head}
     onnx: any ONNX file as the starting point (torch steps are refused for it)
     preprocess: how images become the ONNX model's input (PreprocessSpec; ONNX sources only)
+    detection: how a detector's outputs become boxes (agent/detection/decoders.py DetectionSpec: decoder,
+        anchors, conf_threshold, iou_threshold, max_detections, class_names, box_format, ...); a zoo detector
+        (tiny_yolov2: a YOLOv2 region head) needs none
     """
 
     arch: str | None = None
@@ -95,6 +114,7 @@ class ModelSpec(Spec):
     weights: WeightsSpec | None = None
     onnx: str | None = None
     preprocess: PreprocessSpec | None = None
+    detection: DetectionSection | None = None
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -281,12 +301,14 @@ QuantizeChoice = Annotated[QuantizeSpec, BeforeValidator(_quantize_choice)]
 
 class VariantsGrid(Spec):
     """One variant grid, applied in this order: retrain, prune (+fine-tune), sparsify, fold_bn, export, simplify,
-    quantize.
+    quantize, graph_nms.
 
     retrain: see RetrainSpec (not an axis)
     prune, sparsify, distill: see their sections
     fold_bn: fold BatchNorm into the preceding convolution (true/false, an axis)
     simplify: simplify the ONNX graph with onnxslim before quantizing (true/false, an axis)
+    graph_nms: a detector's decoding and NMS appended to its graph (ONNX NonMaxSuppression), so the board runs
+        one session; false decodes and filters in numpy after the model (true/false, an axis; detectors only)
     input_size: input resolutions to export at (an axis; absent: the data set's image_size)
     opset: ONNX opset of exported models
     quantize: quantization settings (an axis of preset names or mappings)
@@ -299,6 +321,7 @@ class VariantsGrid(Spec):
     distill: DistillSpec | None = None
     fold_bn: Annotated[list[bool], BeforeValidator(_as_list)] = [False]
     simplify: Annotated[list[bool], BeforeValidator(_as_list)] = [False]
+    graph_nms: Annotated[list[bool], BeforeValidator(_as_list)] = [False]
     input_size: Annotated[list[Annotated[int, Field(gt=0, le=4096)]], BeforeValidator(_as_list)] | None = None
     opset: int = Field(17, ge=11, le=23)
     quantize: Annotated[list[QuantizeChoice], BeforeValidator(_as_list)] = [QUANTIZE_PRESETS["none"]]
@@ -385,6 +408,8 @@ class BenchmarkSpec(Spec):
     thermal: the thermal gate {max_c, wait_timeout_s} (agent/spec.py Thermal); rest_s: rest before each job, in seconds
     max_cv: a run whose robust latency spread (1.4826 MAD / median) exceeds this is stored invalid
     repeat: measure every job this many times, each result kept (the course rule is at least three)
+    keep_detections: a detector's every detection on the evaluation set is stored (the `detections` table, in
+        COCO's results format), to score again or inspect; off by default (100 rows per image per job)
     """
 
     warmup: WarmupGate = Field(default_factory=lambda: replace(DEFAULT_WARMUP))
@@ -399,6 +424,7 @@ class BenchmarkSpec(Spec):
     rest_s: float = Field(0.0, ge=0)
     max_cv: float | None = Field(DEFAULT_MAX_CV, gt=0, allow_inf_nan=False)
     repeat: int = Field(1, ge=1)
+    keep_detections: bool = False
 
 
 

@@ -81,8 +81,38 @@ def variant_axis_columns(axes: dict[str, Any]) -> dict[str, Any]:
         "finetune_epochs": axes.get("finetune_epochs"), "sparsity_target": axes.get("sparsity_target"),
         "fold_bn": axes.get("fold_bn"), "distilled": bool(axes["distill"]) if "distill" in axes else None,
         "input_size": axes.get("input_size"), "quantize": axes.get("quantize"), "simplify": axes.get("simplify"),
-        "target_runtime": axes.get("target_runtime"),
+        "target_runtime": axes.get("target_runtime"), "graph_nms": axes.get("graph_nms"),
     }
+
+
+# The per-class numbers of a detection accuracy pass that are kept (agent/detection/metrics.py Scores.per_class).
+PER_CLASS_METRICS = ("coco_ap", "coco_ap50", "voc_ap50", "voc07_ap50")
+
+
+def accuracy_metric_rows(accuracy: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The accuracy_metrics rows of a result's accuracy pass: every number over all classes, then per class."""
+    if not accuracy:
+        return []
+    rows = [{"metric": name, "class_name": None, "value": value}
+            for name, value in (accuracy.get("metrics") or {}).items()]
+    for entry in accuracy.get("per_class") or []:
+        rows += [{"metric": name, "class_name": str(entry.get("class")), "value": entry.get(name)}
+                 for name in PER_CLASS_METRICS if name in entry]
+    return rows
+
+
+def detection_rows(accuracy: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The detections rows of a result whose recipe keeps them: [image_id, category_id, x, y, w, h, score]."""
+    return [{"image_id": int(row[0]), "category_id": int(row[1]), "x": row[2], "y": row[3], "w": row[4],
+             "h": row[5], "score": row[6]} for row in (accuracy or {}).get("detections") or []]
+
+
+def pruning_step_rows(lineage: list[dict[str, Any]], metric: str | None) -> list[dict[str, Any]]:
+    """The pruning_steps rows of a variant: every round its lineage's iterative pruning recorded."""
+    return [{"step": item.get("step"), "ratio": item.get("ratio"), "macs": item.get("macs"),
+             "params": item.get("params"), "accuracy_metric": item.get("metric", metric),
+             "accuracy": item.get("accuracy")}
+            for record in lineage for item in (record.get("meta") or {}).get("iterations") or []]
 
 
 def _max_temperature_c(conditions: dict[str, Any] | None, legacy: Any) -> float | None:
@@ -121,7 +151,7 @@ def result_columns(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, An
             "max_ms", "iterations", "duration_s", "throughput_ips", "timed_s", "warmup_iterations", "warmup_s")},
         "rss_before_session_mb": memory.get("rss_before_session_mb"), "peak_rss_mb": memory.get("peak_rss_mb"),
         "accuracy_metric": accuracy.get("metric"), "accuracy": accuracy.get("value"),
-        "accuracy_n": accuracy.get("n"),
+        "accuracy_n": accuracy.get("n"), "postprocess_ms_per_image": accuracy.get("postprocess_ms_per_image"),
         "repeat_index": repeat.get("index"), "repeat_count": repeat.get("of"),
         "power_method": power.get("method"), "power_meter": power.get("meter"),
         "power_measured": bool(measured) if measured is not None else None,

@@ -9,6 +9,9 @@ Every measured field carries its unit in its name. Tables:
     software_stacks   onnxruntime, OS image, kernel, JetPack, agent/orch versions (per result, not in the series key)
     results           one job's outcome: status, latency summary, energy, power, memory, accuracy, conditions
     latency_samples   every timed run of a result: one zlib-compressed float32 blob
+    accuracy_metrics  every number of a result's accuracy pass (COCO's twelve, VOC AP; per class too)
+    pruning_steps     the figures after every round of an iterative pruning (step 0: the parent model)
+    detections        a result's every detection, when its recipe keeps them (COCO's results format)
     change_markers    an accepted new baseline of a series (`orch mark`)
     alerts            regressions found by `orch regress` (open until a marker accepts them or they recover)
 
@@ -120,6 +123,9 @@ class Variant(Base):
     target_runtime: Mapped[str | None] = mapped_column(String(40), nullable=True)
     ir_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     opsets: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Added by migration 0005: what host_accuracy is (top1, voc07_ap50, voc_ap50, coco_ap); the graph_nms axis.
+    host_metric: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    graph_nms: Mapped[bool | None] = mapped_column(Boolean, nullable=True)     # the `graph_nms` axis
 
 
 class Series(Base):
@@ -225,6 +231,8 @@ class Result(Base):
     throttled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     power_mode: Mapped[str | None] = mapped_column(String(60), nullable=True)
     conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Added by migration 0005: a detector's mean decode + NMS time per image during the accuracy pass.
+    postprocess_ms_per_image: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     sweep: Mapped[Sweep] = relationship()
     device: Mapped[Device] = relationship()
@@ -243,6 +251,47 @@ class LatencySamples(Base):
     count: Mapped[int] = mapped_column(Integer)
     encoding: Mapped[str] = mapped_column(String(40), default="zlib-float32le-ms")
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AccuracyMetric(Base):
+    """One number of a result's accuracy pass (agent/detection/metrics.py names); class_name NULL: over all
+    classes. results.accuracy is the headline one (results.accuracy_metric names it)."""
+
+    __tablename__ = "accuracy_metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), index=True)
+    metric: Mapped[str] = mapped_column(String(40))
+    class_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class PruningStep(Base):
+    """The figures after one round of a variant's iterative pruning (step 0: the model before the first round)."""
+
+    __tablename__ = "pruning_steps"
+    variant_sha256: Mapped[str] = mapped_column(ForeignKey("variants.sha256"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    macs: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    accuracy_metric: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Detection(Base):
+    """One detection of a result's accuracy pass, as a row of COCO's results format: box [x, y, w, h] in the
+    original image's pixels, the data set's image and category ids."""
+
+    __tablename__ = "detections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(BigInteger)
+    category_id: Mapped[int] = mapped_column(BigInteger)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    w: Mapped[float] = mapped_column(Float)
+    h: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
 
 
 class ChangeMarker(Base):

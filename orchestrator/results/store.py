@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -22,10 +22,13 @@ from orchestrator.results import mapping
 from orchestrator.results.db import translate_errors, writer
 from orchestrator.results.samples import SAMPLES_ENCODING, decode_samples, encode_samples
 from orchestrator.results.schema import (
+    AccuracyMetric,
     Alert,
     ChangeMarker,
+    Detection,
     Device,
     LatencySamples,
+    PruningStep,
     Result,
     Series,
     SoftwareStack,
@@ -116,8 +119,11 @@ class ResultsStore:
                 onnx_nodes=meta.get("onnx_nodes"), nodes_before_simplify=meta.get("nodes_before_simplify"),
                 nodes_after_simplify=meta.get("nodes_after_simplify"),
                 output_error=agreement.get("relative_error"), top1_agreement=agreement.get("top1_agreement"),
-                ir_version=meta.get("ir_version"), opsets=meta.get("opsets"),
+                ir_version=meta.get("ir_version"), opsets=meta.get("opsets"), host_metric=meta.get("host_metric"),
                 **mapping.variant_axis_columns(variant.axes)))
+            session.flush()  # the variant row first: its pruning steps refer to it
+            session.add_all(PruningStep(variant_sha256=variant.sha256, **row)
+                            for row in mapping.pruning_step_rows(variant.lineage, meta.get("host_metric")))
         self._write(work)
 
     def record_failed_variant(self, recipe_name: str, failure: Any) -> None:
@@ -144,6 +150,12 @@ class ResultsStore:
                          stack_id=_stack_id(session, columns["telemetry"]), **columns)
             session.add(row)
             session.flush()
+            accuracy = result.get("accuracy")
+            session.add_all(AccuracyMetric(result_id=row.id, **metric)
+                            for metric in mapping.accuracy_metric_rows(accuracy))
+            found = mapping.detection_rows(accuracy)
+            if found:
+                session.execute(insert(Detection), [{"result_id": row.id, **detection} for detection in found])
             if samples:
                 session.add(LatencySamples(result_id=row.id, count=len(samples), encoding=SAMPLES_ENCODING,
                                            data=encode_samples(samples)))

@@ -6,6 +6,7 @@ as class-coloured boxes) so a model trained on them learns something.
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 import xml.etree.ElementTree as ET
@@ -226,4 +227,74 @@ def write_image_folder(root: Path, classes: Sequence[str] | None = None, n: int 
             colour_id = class_id if class_id is not None else int(rng.integers(0, 10))
             image = Image.fromarray(class_image(colour_id, height, width, rng))
             image.save(folder / f"image_{index:03d}{SUFFIXES[index % len(SUFFIXES)]}")
+    return root
+
+
+# --------------------------------------------------------------------------- COCO
+
+# A few of COCO's real categories, with their real ids (COCO's ids have gaps: 1 person, 3 car, 18 dog).
+COCO_CATEGORIES = ({"id": 1, "name": "person", "supercategory": "person"},
+                   {"id": 3, "name": "car", "supercategory": "vehicle"},
+                   {"id": 18, "name": "dog", "supercategory": "animal"})
+
+
+class CocoBox(NamedTuple):
+    """One object of a COCO annotation: category id, [x, y, w, h] in pixels, crowd flag."""
+
+    category_id: int
+    x: float
+    y: float
+    w: float
+    h: float
+    crowd: bool = False
+
+
+def _coco_objects(rng: np.random.Generator, size: tuple[int, int], categories: Sequence[dict[str, Any]]
+                  ) -> list[CocoBox]:
+    width, height = size
+    boxes = []
+    for _ in range(int(rng.integers(0, 3))):
+        w, h = int(rng.integers(width // 6, width // 2)), int(rng.integers(height // 6, height // 2))
+        x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        boxes.append(CocoBox(int(categories[int(rng.integers(0, len(categories)))]["id"]), x, y, w, h))
+    return boxes
+
+
+def write_coco(root: Path, split: str = "val2017", n: int = 12, size: tuple[int, int] = (96, 72),
+               objects: Mapping[int, Sequence[CocoBox]] | None = None,
+               categories: Sequence[dict[str, Any]] = COCO_CATEGORIES, first_id: int = 139, seed: int = 0) -> Path:
+    """root/annotations/instances_<split>.json and root/<split>/<000000xxxxxx>.jpg, as COCO 2017 lays them out.
+
+    Images get ids first_id, first_id + 1, ... (objects maps an image id to its boxes; default 0-2 random boxes,
+    so some images hold none); each object is drawn as a box of its category's colour on a noisy grey image. The
+    JSON has COCO's fields (info, licenses, images with width/height, annotations with area, iscrowd and a
+    polygon segmentation, categories with supercategory), listed in a shuffled order as real files are not sorted.
+    """
+    rng = np.random.default_rng(seed)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / split).mkdir(parents=True, exist_ok=True)
+    colour = {int(category["id"]): PALETTE[index % len(PALETTE)] for index, category in enumerate(categories)}
+    images, annotations = [], []
+    width, height = size
+    for image_id in range(first_id, first_id + n):
+        boxes = list(objects[image_id]) if objects is not None else _coco_objects(rng, size, categories)
+        pixels = rng.integers(90, 130, size=(height, width, 3)).astype(np.int16)
+        for box in boxes:
+            x0, y0 = int(round(box.x)), int(round(box.y))
+            pixels[y0:y0 + int(round(box.h)), x0:x0 + int(round(box.w))] = colour[box.category_id]
+        file_name = f"{image_id:012d}.jpg"
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / split / file_name, quality=95)
+        images.append({"license": 1, "file_name": file_name, "coco_url": "", "height": height, "width": width,
+                       "date_captured": "2013-11-14 16:28:13", "flickr_url": "", "id": image_id})
+        for box in boxes:
+            polygon = [box.x, box.y, box.x + box.w, box.y, box.x + box.w, box.y + box.h, box.x, box.y + box.h]
+            annotations.append({"segmentation": [polygon], "area": float(box.w * box.h), "iscrowd": int(box.crowd),
+                                "image_id": image_id, "bbox": [box.x, box.y, box.w, box.h],
+                                "category_id": box.category_id, "id": 900000 + len(annotations)})
+    order = rng.permutation(len(images))
+    dataset = {"info": {"description": "orch test fixture in COCO 2017's format", "version": "1.0", "year": 2017},
+               "licenses": [{"url": "", "id": 1, "name": "fixture"}],
+               "images": [images[index] for index in order], "annotations": annotations,
+               "categories": list(categories)}
+    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset))
     return root

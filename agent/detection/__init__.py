@@ -1,0 +1,1 @@
+"""Detection on the board: decoders, NMS and scoring, numpy only."""
