@@ -29,7 +29,8 @@ $(BOARDS)/onnxruntime-1.16/.installed:
 
 $(BOARDS)/onnxruntime-1.18/.installed:
 	$(PYTHON) -m venv $(BOARDS)/onnxruntime-1.18
-	$(BOARDS)/onnxruntime-1.18/bin/pip install --quiet onnxruntime==1.18.1 numpy==1.26.4
+	# Pillow and no OpenCV: the board the detection pipeline's Pillow path is tested on (tests/test_pipeline.py).
+	$(BOARDS)/onnxruntime-1.18/bin/pip install --quiet onnxruntime==1.18.1 numpy==1.26.4 pillow==10.4.0
 	touch $@
 
 boards: $(OLD_RUNTIMES)
@@ -49,4 +50,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(BOARDS) artifacts results.db results.db-wal results.db-shm dashboards/out
+	rm -rf $(VENV) $(BOARDS) artifacts frames results.db results.db-wal results.db-shm dashboards/out

@@ -1,4 +1,4 @@
-"""python -m agent bench|info|serve
+"""python -m agent bench|info|serve|stream
 
   bench --cache DIR   read one job spec (JSON) on stdin, run it, print its result JSON
   info [--cache DIR]  print the board's identity, software stack, free disk and power meters as JSON (one line,
@@ -6,6 +6,8 @@
   serve --cache DIR --lock-file PATH [--lock wait|fail]
                       take the board lock and serve the restricted rpyc service on 127.0.0.1
                       for one orchestrator session (protocol: agent/service.py)
+  stream --cache DIR  read {token, spec} (one JSON line) on stdin and serve the spec's detector pipeline as a
+                      live MJPEG stream on 127.0.0.1 until /end or the end of stdin (agent/pipeline/stream.py)
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     serve.add_argument("--lock-file", required=True, help="the board lock (held while serving)")
     serve.add_argument("--lock", choices=("wait", "fail"), default="wait",
                        help="when another orchestrator holds the board: wait for it, or exit with code 3")
+    stream = commands.add_parser("stream", help="serve a live detector stream on 127.0.0.1 (spec read from stdin)")
+    stream.add_argument("--cache", required=True, help="directory holding the model and the source files")
     args = parser.parse_args(argv)
 
     if args.command == "info":
@@ -68,6 +72,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         from agent.service import serve as serve_session
 
         return serve_session(args.cache, args.lock_file, wait_for_lock=args.lock == "wait")
+    if args.command == "stream":
+        from agent.pipeline.stream import serve_stream  # numpy and onnxruntime: only streams need them
+
+        die_with_parent()
+        return serve_stream(args.cache)
     from agent.bench import ArtifactError, run_job  # numpy: only jobs need it
     from agent.result import error_result
 

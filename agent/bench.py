@@ -5,6 +5,9 @@ session creation and the first run are reported apart from steady state;
 warm-up and measurement are each gated by a minimum iteration count AND a
 minimum duration, the measurement capped by a maximum duration; only
 `sess.run` is inside the timed window; percentiles are nearest-rank.
+A pipeline job (agent/pipeline/) warms up the same way, then its frames are the
+measurement: every stage of every frame is timed, and the frame latencies
+take the place of the timed runs.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from agent import evaluate, telemetry
-from agent.result import Result
-from agent.spec import JobSpec
+from agent.pipeline.sources import PipelineError, open_source
+from agent.result import Result, error_result
+from agent.spec import JobSpec, PipelineSpec
 
 # LoadGen: with 99% confidence an early-stopping p90 needs at least 64 queries.
 MIN_ITERS_FOR_P90 = 64
@@ -170,8 +174,9 @@ def verdict(spec: JobSpec, timing: Dict[str, Any], power_result: Optional[Dict[s
     reasons = []
     iterations = timing["iterations"]
     if iterations < MIN_ITERS_FOR_P90:
-        reasons.append(f"{iterations} timed iterations: a p90 needs at least {MIN_ITERS_FOR_P90}")
-    if iterations < spec.measure.min_iters:
+        counted = "frames" if spec.pipeline is not None else "timed iterations"
+        reasons.append(f"{iterations} {counted}: a p90 needs at least {MIN_ITERS_FOR_P90}")
+    if spec.pipeline is None and iterations < spec.measure.min_iters:  # a pipeline's frames are its measurement
         reasons.append(f"max_s {spec.measure.max_s} s reached after {iterations} of min_iters {spec.measure.min_iters}")
     if spec.max_cv is not None and timing["robust_cv"] > spec.max_cv:
         reasons.append(f"latency robust coefficient of variation (1.4826 MAD / median) {timing['robust_cv']:.2f} "
@@ -230,6 +235,21 @@ class Measured:
     memory: Dict[str, float]
     power: Optional[Dict[str, Any]]
     before: Dict[str, Any]
+    pipeline: Optional[Dict[str, Any]] = None
+
+
+def start_session(ort: Any, spec: JobSpec, model_path: str, feed: Dict[str, np.ndarray]) -> Tuple[Any, Dict[str, Any]]:
+    """Create the session, run it once and warm it up on `feed`: the session, and session_create_ms, first_run_ms,
+    warmup_iterations and warmup_s for the timing."""
+    t0 = time.perf_counter_ns()
+    session = ort.InferenceSession(model_path, sess_options=session_options(ort, spec), providers=spec.providers)
+    session_create_ms = (time.perf_counter_ns() - t0) / 1e6
+    t0 = time.perf_counter_ns()
+    session.run(None, feed)
+    first_run_ms = (time.perf_counter_ns() - t0) / 1e6
+    warm = run_gated(lambda: session.run(None, feed), spec.warmup.min_iters, spec.warmup.min_s, spec.warmup.max_s)
+    return session, {"session_create_ms": session_create_ms, "first_run_ms": first_run_ms,
+                     "warmup_iterations": len(warm), "warmup_s": sum(warm) / 1e9}
 
 
 def measure(ort: Any, spec: JobSpec, model_path: str, sampler: Optional[Any]) -> Measured:
@@ -237,19 +257,12 @@ def measure(ort: Any, spec: JobSpec, model_path: str, sampler: Optional[Any]) ->
     board = spec.board
     before = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
     rss_before_session = rss_mb()
-    t0 = time.perf_counter_ns()
-    session = ort.InferenceSession(model_path, sess_options=session_options(ort, spec), providers=spec.providers)
-    session_create_ms = (time.perf_counter_ns() - t0) / 1e6
-
     feed = make_inputs(spec)
-    t0 = time.perf_counter_ns()
-    session.run(None, feed)
-    first_run_ms = (time.perf_counter_ns() - t0) / 1e6
+    session, startup = start_session(ort, spec, model_path, feed)
 
     def one_run() -> None:
         session.run(None, feed)
 
-    warm = run_gated(one_run, spec.warmup.min_iters, spec.warmup.min_s, spec.warmup.max_s)
     if sampler is not None:
         sampler.mark_start()
     wall0 = time.perf_counter_ns()
@@ -260,10 +273,50 @@ def measure(ort: Any, spec: JobSpec, model_path: str, sampler: Optional[Any]) ->
         sampler.mark_end()
         power_result = sampler.finish(inferences=len(samples))
     timing = summarize(samples)
-    timing.update(session_create_ms=session_create_ms, first_run_ms=first_run_ms,
-                  warmup_iterations=len(warm), warmup_s=sum(warm) / 1e9, duration_s=duration_s)
+    timing.update(startup, duration_s=duration_s)
     memory = {"rss_before_session_mb": rss_before_session, "peak_rss_mb": rss_mb()}
     return Measured(session, timing, samples, memory, power_result, before)
+
+
+def check_pipeline(pipeline: PipelineSpec, cache_dir: str) -> None:
+    """Refuse a pipeline job before resting and measuring idle power: its source file must be in the cache (sha256
+    checked), Pillow present, and the source readable here (OpenCV for a video that needs it, the camera present).
+    ArtifactError or PipelineError (agent/pipeline/sources.py), one line naming the file or device."""
+    from agent.pipeline.stages import require_pillow
+
+    name = pipeline.source_file()
+    if name is not None:
+        sha256, suffix = os.path.splitext(name)
+        cached_file(cache_dir, sha256, suffix)
+    require_pillow()
+    open_source(pipeline.source, cache_dir).close()
+
+
+def measure_pipeline(ort: Any, spec: JobSpec, pipeline: PipelineSpec, model_path: str, cache_dir: str,
+                     sampler: Optional[Any]) -> Measured:
+    """Create the session and warm it up as `measure` does, then run `pipeline` (the spec's) inside the power window:
+    its frames are the measurement (the timing is of their latencies, its throughput the pipeline's FPS, and energy per
+    inference is energy per frame)."""
+    from agent.pipeline.run import run_pipeline
+
+    board = spec.board
+    before = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
+    rss_before_session = rss_mb()
+    session, startup = start_session(ort, spec, model_path, make_inputs(spec))
+    if sampler is not None:
+        sampler.mark_start()
+    wall0 = time.perf_counter_ns()
+    figures = run_pipeline(session, pipeline, cache_dir)
+    duration_s = (time.perf_counter_ns() - wall0) / 1e9
+    power_result = None
+    if sampler is not None:
+        sampler.mark_end()
+        power_result = sampler.finish(inferences=figures["frames"])
+    samples = [int(round(row[-1] * 1e6)) for row in figures["frame_ms"]]
+    timing = summarize(samples)
+    timing.update(startup, duration_s=duration_s, throughput_ips=figures["fps"])
+    memory = {"rss_before_session_mb": rss_before_session, "peak_rss_mb": rss_mb()}
+    return Measured(session, timing, samples, memory, power_result, before, pipeline=figures)
 
 
 def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
@@ -271,6 +324,11 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     import onnxruntime as ort
 
     model_path = cached_file(cache_dir, spec.artifact_sha256, ".onnx")
+    if spec.pipeline is not None:
+        try:
+            check_pipeline(spec.pipeline, cache_dir)
+        except PipelineError as exc:
+            return error_result(str(exc))
     evaluation_path = None
     if spec.evaluation is not None:  # checked now, read after the timed part
         evaluation_path = cached_file(cache_dir, spec.evaluation.sha256, ".npz")
@@ -284,7 +342,12 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     thermal = rest_and_cool(spec)
     sampler, power_result = open_power(spec)  # the idle baseline is measured here, before anything runs
     try:
-        measured = measure(ort, spec, model_path, sampler)
+        if spec.pipeline is None:
+            measured = measure(ort, spec, model_path, sampler)
+        else:
+            measured = measure_pipeline(ort, spec, spec.pipeline, model_path, cache_dir, sampler)
+    except PipelineError as exc:  # a source that fails mid-run, a stage that fails: one line, no traceback
+        return error_result(str(exc))
     finally:
         if sampler is not None:
             sampler.close()
@@ -306,7 +369,7 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
         timing=measured.timing,
         latency_samples_ms=[s / 1e6 for s in measured.samples_ns], memory=measured.memory, accuracy=accuracy,
         power=power_result, thermal=thermal, conditions_before=measured.before, conditions_after=after,
-        repeat=spec.repeat,
+        repeat=spec.repeat, pipeline=measured.pipeline,
         telemetry={"board": telemetry.board_model(board.root), "soc": telemetry.soc(board.root),
                    **telemetry.software(measured.session.get_providers())},
     ).to_dict()

@@ -1,9 +1,10 @@
 """Pre-processing: how an image file becomes one model input, declared once and applied the same everywhere.
 
 The workstation uses it to read calibration and evaluation images for a model (orchestrator/datasets/
-image_folder.py), and the board will use it for detection and the pipeline: the numbers a board scores are
-computed on exactly the inputs the workstation calibrated with. numpy and Pillow only (Pillow is imported when
-an image is read), Python 3.8: no torchvision on boards, and its transforms differ in rounding anyway.
+image_folder.py), and the board uses it for detection and for the pipeline's decoded frames (`array`): the numbers
+a board scores are computed on exactly the inputs the workstation calibrated with. numpy and Pillow only (Pillow
+is imported when an image is read), Python 3.8: no torchvision on boards, and its transforms differ in rounding
+anyway.
 
 Fields of `Preprocess` (recipes: `model.preprocess`):
   size      [height, width] of the model input
@@ -118,6 +119,13 @@ class Preprocess:
         if self.channels == "BGR":
             pixels = pixels[..., ::-1]
         return self._finish(pixels), placement
+
+    def array(self, pixels: np.ndarray) -> Tuple[np.ndarray, Placement]:
+        """Decoded RGB HWC uint8 pixels (a video frame) as one model input: through Pillow and image(), so a frame
+        gives exactly the numbers its image file gives on the workstation."""
+        from PIL import Image
+
+        return self.image(Image.fromarray(pixels))
 
     def file(self, path: str) -> Tuple[np.ndarray, Placement]:
         """An image file as one model input, and where the original landed in it."""

@@ -6,8 +6,9 @@ Fields (absent or null where the job did not get that far):
   reasons             why an `invalid` result is invalid
   error               why an `error` result has no measurement (one line)
   timing              p50_ms, p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, robust_cv, iterations, timed_s,
-                      duration_s, throughput_ips, session_create_ms, first_run_ms, warmup_iterations, warmup_s
-  latency_samples_ms  every timed run, in order
+                      duration_s, throughput_ips, session_create_ms, first_run_ms, warmup_iterations, warmup_s;
+                      a pipeline job's are of its frames' latencies, and its throughput_ips is the pipeline's FPS
+  latency_samples_ms  every timed run (a pipeline job: every frame's latency), in order
   memory              rss_before_session_mb, peak_rss_mb (the job process's own peak)
   accuracy            {metric, value, n} over the evaluation set, computed on the board
   power               the sampler's result (agent/power/sampler.py): method, meter, idle_w, mean_w, energy ...
@@ -15,6 +16,9 @@ Fields (absent or null where the job did not get that far):
   conditions_before, conditions_after   temperatures, throttling, clocks, power mode (agent/telemetry.py)
   repeat              {index, of} when the job is one of several repeats
   telemetry           board, soc, onnxruntime version and providers, python, numpy, kernel
+  pipeline            a pipeline job's figures (agent/pipeline/figures.py): mode, frames, frames_dropped, source
+                      (kind, size, decoder), fps, wall_s, latency, stages, queued, cpu_percent, frame_ms (per-frame
+                      stage times), detections_count, detections_digest, detections, saved_frames
 
 Every producer of a result, on the board and on the workstation (a job not run because its board is down,
 an answer that is not JSON), builds it here, so the contract and its schema number live in one place.
@@ -48,6 +52,7 @@ class Result:
     conditions_after: Optional[Dict[str, Any]] = None
     repeat: Optional[Dict[str, int]] = None
     telemetry: Optional[Dict[str, Any]] = None
+    pipeline: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON-ready form, with the schema number first."""

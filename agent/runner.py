@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 from agent.result import error_result
 from agent.spec import JobSpec
@@ -20,6 +20,11 @@ from agent.spec import JobSpec
 # Allowance on top of the timed part for start-up, session creation and the
 # accuracy pass over the evaluation set.
 DEADLINE_ALLOWANCE_S = 600.0
+# A pipeline job's frames in place of the measurement gate: a generous bound per frame (a 416 px tiny-YOLOv2 frame
+# can take a second or more on a small board's CPU), and a fixed bound for a file source read to its end, whose
+# frame count is only known once it is read. A looping source with no frame count never ends: the deadline ends it.
+PIPELINE_FRAME_S = 10.0
+PIPELINE_UNCOUNTED_S = 3600.0
 
 # Tells `python -m agent bench` which process started it: the job kills itself
 # when that process dies (see agent/__main__.py), so no orphaned job keeps a
@@ -27,14 +32,29 @@ DEADLINE_ALLOWANCE_S = 600.0
 PARENT_ENV = "ORCH_AGENT_PARENT_PID"
 
 
+def child_env() -> Dict[str, str]:
+    """The environment of an agent child process (a job, a stream): this agent importable first, and this
+    process's pid, which the child dies with (PARENT_ENV)."""
+    agent_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = agent_parent + os.pathsep + env.get("PYTHONPATH", "")
+    env[PARENT_ENV] = str(os.getpid())
+    return env
+
+
 def job_deadline_s(spec: JobSpec) -> float:
     """Seconds after which a job process is presumed hung and killed: every phase a job may wait through (rest,
-    the thermal gate, the idle power baseline, warm-up, measurement) plus the allowance."""
+    the thermal gate, the idle power baseline, warm-up, measurement or a pipeline's frames) plus the allowance."""
     warmup_bound = spec.warmup.max_s or max(10.0 * spec.warmup.min_s, 30.0)
     thermal_wait = spec.thermal.wait_timeout_s if spec.thermal.max_c is not None else 0.0
     idle = spec.power_idle_s if spec.power is not None else 0.0
-    return (spec.rest_s + thermal_wait + idle + warmup_bound + float(spec.measure.max_s or 0.0)
-            + DEADLINE_ALLOWANCE_S)
+    if spec.pipeline is None:
+        timed = float(spec.measure.max_s or 0.0)
+    elif spec.pipeline.frames is None:
+        timed = PIPELINE_UNCOUNTED_S
+    else:
+        timed = spec.pipeline.frames * PIPELINE_FRAME_S
+    return spec.rest_s + thermal_wait + idle + warmup_bound + timed + DEADLINE_ALLOWANCE_S
 
 
 class JobRunner:
@@ -58,10 +78,6 @@ class JobRunner:
         """Run one job spec in a fresh process and return its result JSON text."""
         spec = JobSpec.from_json(spec_json)
         deadline_s = timeout_s or job_deadline_s(spec)
-        agent_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = agent_parent + os.pathsep + env.get("PYTHONPATH", "")
-        env[PARENT_ENV] = str(os.getpid())
         command = [self.python, "-m", "agent", "bench", "--cache", self.cache_dir]
         started = time.perf_counter()
         with self._lock:
@@ -71,7 +87,7 @@ class JobRunner:
             # orchestrator only, which then kills this job rather than recording
             # the job's own death as a failed measurement.
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                                       stderr=subprocess.PIPE, text=True, env=child_env(), start_new_session=True)
             self._process = process
         if self.on_event:
             self.on_event("started", float(process.pid))

@@ -5,6 +5,11 @@ Exposed methods, and nothing else (never rpyc's classic/slave service):
   has_artifact(sha256, suffix)     -> True when <cache>/<sha256><suffix> exists and its bytes hash to sha256
   run(spec_json, progress_callback) -> result JSON text; progress_callback(event JSON text) is told when
                                        the job process starts and ends
+  stream_start(spec_json, token)   -> JSON text {port, pid} of a live detector stream (agent/pipeline/stream.py)
+                                      started as a child process serving 127.0.0.1:port, behind `token`; or
+                                      {error, bad_input} when it did not start (agent/stream_process.py)
+  stream_stop()                    -> True when a stream was running (it is killed)
+  stream_running()                 -> whether the stream is alive (its page's End button ends it)
 Only str, bool and bytes cross: no pickles, no proxies of the agent's objects
 (the connection refuses pickling, attribute access beyond exposed_*, setattr).
 
@@ -14,7 +19,7 @@ Only str, bool and bytes cross: no pickles, no proxies of the agent's objects
      failing (exit 3, event "busy") as --lock says; prints events as JSON lines on stdout
   3. listens on 127.0.0.1 only, on a free port, and prints {"event": "listening", "port": N};
      a connection must first send the token line or it is dropped
-  4. exits, killing any running job, when stdin closes (the SSH session ended) or its
+  4. exits, killing any running job or stream, when stdin closes (the SSH session ended) or its
      connection closes: the lock dies with it.
 """
 
@@ -42,8 +47,9 @@ from agent import __version__, framed, telemetry
 from agent.result import error_result
 from agent.runner import JobRunner
 from agent.spec import SpecError
+from agent.stream_process import StreamProcess
 
-SUFFIXES = (".onnx", ".npz")
+SUFFIXES = (".onnx", ".npz", ".video")
 TOKEN_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 SHA256_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 EXIT_BUSY = 3
@@ -89,18 +95,20 @@ def sha256_of(path: str) -> str:
 
 
 class AgentService(rpyc.Service):
-    """The three calls an orchestrator may make (see the module docstring)."""
+    """The calls an orchestrator may make (see the module docstring)."""
 
     def __init__(self, cache_dir: str, python: Optional[str] = None,
                  on_disconnect: Optional[Callable[[], None]] = None):
         self.cache_dir = cache_dir
         self.runner = JobRunner(cache_dir, python)
+        self.stream = StreamProcess(cache_dir, python)
         self._verified: Dict[Tuple[str, int, int], bool] = {}  # (path, size, mtime_ns) -> hash matched
         self._one_job = threading.Lock()
         self._disconnected = on_disconnect
 
     def on_disconnect(self, conn: Any) -> None:
         self.runner.cancel()
+        self.stream.stop()
         if self._disconnected:
             self._disconnected()
 
@@ -139,6 +147,17 @@ class AgentService(rpyc.Service):
                 return self.runner.run(spec_json)
             except SpecError as exc:
                 return json.dumps(error_result(str(exc)))
+
+    def exposed_stream_start(self, spec_json: str, token: str) -> str:
+        if not isinstance(spec_json, str) or not isinstance(token, str) or not TOKEN_PATTERN.match(token):
+            raise TypeError("stream_start takes the job spec as JSON text and a 64-hex-digit token")
+        return json.dumps(self.stream.start(spec_json, token))
+
+    def exposed_stream_stop(self) -> bool:
+        return self.stream.stop()
+
+    def exposed_stream_running(self) -> bool:
+        return self.stream.running()
 
 
 def token_authenticator(token: str) -> Callable[[socket.socket], Tuple[socket.socket, None]]:
@@ -231,6 +250,7 @@ def serve(cache_dir: str, lock_file: str, wait_for_lock: bool, python: Optional[
     emit(stdout, "listening", port=server.port, version=__version__, pid=os.getpid())
     finished.wait()
     service.runner.cancel()
+    service.stream.stop()
     server.close()
     return 0
 

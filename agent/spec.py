@@ -27,6 +27,9 @@ A spec is JSON text (`"schema": 1`). Fields:
   max_cv              a run whose robust latency CV (1.4826 MAD / median) exceeds this is
                       invalid (default 1.0; null: no limit)
   repeat              null, or {index, of}: this job is measurement `index` of `of` repeats
+  pipeline            null, or a detection pipeline job (PipelineSpec, agent/pipeline/): frames from a source
+                      through read, pre-process, infer, post-process, draw and JPEG encode, timed per stage;
+                      the warm-up gate applies, the measurement gate does not (the frames are the measurement)
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ from agent import SCHEMA_VERSION
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 DTYPES = ("float32", "float16", "uint8", "int8", "int32", "int64")
 METRICS = ("top1", "detection")
+PIPELINE_MODES = ("sequential", "pipelined")
+SOURCE_KINDS = ("images", "video", "camera")
+# A pipeline source file's suffix in the agent cache: images are a FrameSet (.npz of the original files' bytes),
+# a video file is kept as it is (its container is found from its bytes).
+SOURCE_SUFFIXES = {"images": ".npz", "video": ".video"}
+MAX_QUEUE = 1024
 
 
 class SpecError(ValueError):
@@ -136,6 +145,79 @@ class EvaluationSpec:
 
 
 @dataclass
+class PipelineSpec:
+    """A detection pipeline job (agent/pipeline/): every frame of `source` read/decoded, pre-processed, inferred,
+    post-processed (decode + NMS), drawn on (boxes, labels, confidence, FPS) and JPEG-encoded.
+
+    source          {"kind": "images" | "video", "sha256": hex}: <cache>/<sha256>.npz (a FrameSet) or .video;
+                    {"kind": "camera", "device": 0 | "/dev/video0"}: a camera on the board (needs OpenCV)
+    mode            sequential (the stages in one loop) or pipelined (a thread per stage, bounded queues)
+    frames          how many frames to run; None: every frame of a file source (a camera needs a number)
+    queue_size      capacity of each queue between two stages (pipelined)
+    save_frames     the first N annotated frames come back with the result, as JPEG files
+    preprocess      agent.preprocess.Preprocess fields; detection: DetectionSpec fields
+    labels          the name drawn for each model label
+    keep_detections every frame's detections come back with the result
+    loop            start a file source again at its end (the live stream)
+    jpeg_quality    quality of the encoded frames, 1 to 100
+    """
+
+    source: Dict[str, Any]
+    preprocess: Dict[str, Any]
+    detection: Dict[str, Any]
+    labels: List[str]
+    mode: str = "pipelined"
+    frames: Optional[int] = None
+    queue_size: int = 4
+    save_frames: int = 0
+    keep_detections: bool = False
+    loop: bool = False
+    jpeg_quality: int = 80
+
+    def problems(self) -> List[Tuple[str, str]]:
+        """(field, what is wrong) for each unusable field."""
+        found = []
+        kind = self.source.get("kind") if isinstance(self.source, dict) else None
+        if kind not in SOURCE_KINDS:
+            found.append(("source.kind", f"must be one of {', '.join(SOURCE_KINDS)}"))
+        elif kind == "camera":
+            device = self.source.get("device")
+            if not (_count(device, 0, 255) or (isinstance(device, str) and device.startswith("/dev/"))):
+                found.append(("source.device", "must be a camera index or a /dev/ path"))
+            if self.frames is None and not self.loop:
+                found.append(("frames", "is required for a camera: it has no end"))
+        elif not _is_sha256(str(self.source.get("sha256", ""))):
+            found.append(("source.sha256", "is not a sha256 hex digest"))
+        if self.mode not in PIPELINE_MODES:
+            found.append(("mode", f"must be one of {', '.join(PIPELINE_MODES)}"))
+        if self.frames is not None and not _count(self.frames, 1, MAX_ITERS):
+            found.append(("frames", f"must be a whole number from 1 to {MAX_ITERS}"))
+        if not _count(self.queue_size, 1, MAX_QUEUE):
+            found.append(("queue_size", f"must be a whole number from 1 to {MAX_QUEUE}"))
+        if not _count(self.save_frames, 0, MAX_ITERS):
+            found.append(("save_frames", "must be a whole number, 0 or more"))
+        if not _count(self.jpeg_quality, 1, 100):
+            found.append(("jpeg_quality", "must be a whole number from 1 to 100"))
+        if not isinstance(self.labels, list) or not all(isinstance(label, str) for label in self.labels):
+            found.append(("labels", "must be a list of names"))
+        from agent.detection.decoders import DetectionSpec
+        from agent.preprocess import Preprocess
+
+        try:
+            found += [("preprocess." + key, problem) for key, problem in Preprocess(**self.preprocess).problems()]
+            found += [("detection." + key, problem)
+                      for key, problem in DetectionSpec.from_dict(self.detection).problems()]
+        except (TypeError, ValueError) as exc:
+            found.append(("detection", f"settings are malformed: {exc}"))
+        return found
+
+    def source_file(self) -> Optional[str]:
+        """The agent cache file name of a file source (<sha256>.npz or .video); None for a camera."""
+        suffix = SOURCE_SUFFIXES.get(str(self.source.get("kind")))
+        return f"{self.source['sha256']}{suffix}" if suffix else None
+
+
+@dataclass
 class BoardPaths:
     """Where the board's telemetry is read: sysfs/procfs root and tool paths (None: found on PATH)."""
 
@@ -183,6 +265,7 @@ class JobSpec:
     rest_s: float = 0.0
     max_cv: Optional[float] = DEFAULT_MAX_CV
     repeat: Optional[Dict[str, int]] = None
+    pipeline: Optional[PipelineSpec] = None
 
     def to_json(self) -> str:
         body: Dict[str, Any] = {"schema": SCHEMA_VERSION}
@@ -220,6 +303,7 @@ class JobSpec:
                 max_cv=_optional_float(raw.get("max_cv", DEFAULT_MAX_CV)),
                 repeat={"index": int(raw["repeat"]["index"]), "of": int(raw["repeat"]["of"])}
                 if raw.get("repeat") else None,
+                pipeline=PipelineSpec(**raw["pipeline"]) if raw.get("pipeline") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"job spec field is missing or malformed: {exc}") from exc
@@ -256,6 +340,9 @@ class JobSpec:
             raise SpecError(f"power_idle_s and rest_s must be numbers of seconds from 0 to {MAX_SECONDS}")
         if self.max_cv is not None and (not _finite(self.max_cv) or self.max_cv <= 0):
             raise SpecError("max_cv must be a finite number > 0")
+        if self.pipeline is not None:
+            for key, problem in self.pipeline.problems():
+                raise SpecError(f"pipeline.{key} {problem}")
 
 
 def _finite(value: Any) -> bool:
@@ -266,6 +353,11 @@ def _finite(value: Any) -> bool:
 def _seconds(value: Any) -> bool:
     """A duration orch can wait for: finite, not negative, at most MAX_SECONDS."""
     return _finite(value) and 0 <= value <= MAX_SECONDS
+
+
+def _count(value: Any, least: int, most: int) -> bool:
+    """A whole number (not a bool) from `least` to `most`."""
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
 
 
 def _optional_float(value: Any) -> Optional[float]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import cpu_session
+
 INPUT_SIZE = 416
 CONF_THRESHOLD = 0.005  # darknet's `valid` (detector.c validate_detector)
 IOU_THRESHOLD = 0.45
@@ -37,16 +39,6 @@ def p50_ms(work: Callable[[], Any], runs: int, warmup: int = 5) -> float:
     return statistics.median(samples) / 1e6
 
 
-def session(data: bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def run() -> Iterator[tuple[str, float, str]]:
     import onnx
     import torch
@@ -64,7 +56,7 @@ def run() -> Iterator[tuple[str, float, str]]:
     feed = {"input": np.random.default_rng(0).random((1, 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)}
     hw = (INPUT_SIZE, INPUT_SIZE)
 
-    plain = session(data)
+    plain = cpu_session(data)
     raw = plain.run(None, feed)
     candidates = DECODERS.get("yolov2_region").decode({"output": raw[0]}, spec, hw)[0][1]
     inference_ms = p50_ms(lambda: plain.run(None, feed), INFERENCE_RUNS)
@@ -75,10 +67,10 @@ def run() -> Iterator[tuple[str, float, str]]:
     yield "decode + NMS / inference (target < 5 %)", 100 * decode_ms / inference_ms, "%"
 
     appended = with_nms(onnx.load_from_string(data), spec, hw, list(raw[0].shape)).SerializeToString()
-    in_graph = session(appended)
+    in_graph = cpu_session(appended)
     graph_ms = p50_ms(lambda: in_graph.run(None, feed), INFERENCE_RUNS)
     kept = decode(in_graph.run(None, feed), [o.name for o in in_graph.get_outputs()], nms_spec(spec), hw)[0][1]
-    alone = session(with_nms(identity(list(raw[0].shape)), spec, hw, list(raw[0].shape)).SerializeToString())
+    alone = cpu_session(with_nms(identity(list(raw[0].shape)), spec, hw, list(raw[0].shape)).SerializeToString())
     alone_ms = p50_ms(lambda: alone.run(None, {"raw": raw[0]}), DECODE_RUNS)
     yield "graph_nms one session p50 (decode + NMS in the graph)", graph_ms, "ms"
     yield "graph_nms appended nodes alone p50 (a session of just them, fed the raw output)", alone_ms, "ms"

@@ -113,18 +113,21 @@ def results_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> Ta
     """Results as a rich table, one row per job.
 
     Columns that are the same on every row (device, threads) are left out, and
-    throughput (1000 / mean latency) only shows on terminals wider than 100.
+    throughput (1000 / mean latency) only shows on terminals wider than 100. A pipeline job's row
+    (benchmark.pipeline) names its mode; its latency is per frame, source to encoded, and inf/s its FPS.
     """
     table = Table(title=cell(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption="latency in ms: nearest-rank percentiles of the timed sess.run calls",
                   caption_justify="left")
     show = {"device": len({row["device"] for row in rows}) > 1,
             "thr": len({row["threads"] for row in rows}) > 1,
+            "pipeline": any(row.get("pipeline") for row in rows),
             "inf/s": width > 100}
     columns: list[tuple[str, str, Any]] = [
         ("device", "left", lambda r: cell(r["device"])),
         ("variant", "left", lambda r: cell(r["variant"])),
         ("thr", "right", lambda r: str(r["threads"])),
+        ("pipeline", "left", lambda r: r.get("pipeline") or "-"),
         ("status", "left", lambda r: cell(r["status"], STATUS_STYLE.get(r["status"], "red"))),
         ("p50", "right", lambda r: _fmt(r["p50_ms"])),
         ("p90", "right", lambda r: _fmt(r["p90_ms"])),

@@ -25,7 +25,7 @@ from orchestrator.errors import InventoryError, RecipeError, SettingsError
 from orchestrator.fleet.inventory import load_inventory
 from orchestrator.recipes import load_recipe
 from orchestrator.results.judge import load_regress_config
-from tests.support import ORCH, TINY_RECIPE, one_line_error, orch, run_env
+from tests.support import ORCH, TINY_RECIPE, one_line_error, orch, recipe_refused, run_env
 from tests.support.fleet import recipe as fast_recipe
 from tests.support.fleet import rows, sweep
 from tests.support.sshd import Fleet, sshd_available
@@ -34,15 +34,6 @@ needs_sshd = pytest.mark.skipif(not sshd_available(), reason="needs root and Ope
 BOMB = "name: bomb\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
 DEEP = "name: deep\nx: " + "[" * 3000 + "]" * 3000 + "\n"
-
-
-def recipe_refused(done: subprocess.CompletedProcess, fragment: str) -> None:
-    """`orch recipes check` of one file: a `bad` line naming the fault, the count of bad recipes, exit code 2."""
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    bad, summary = done.stderr.strip().splitlines()
-    assert bad.startswith("bad") and fragment in bad, done.stderr
-    assert summary == "error: 1 of 1 recipes did not check out", done.stderr
 
 
 def sha256_of(path: Path) -> str:

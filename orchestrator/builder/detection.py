@@ -65,20 +65,26 @@ def evaluation_set(truth: DetectionTruth, class_names: Sequence[str]) -> Detecti
                         class_names=list(class_names), headline=truth.metric)
 
 
+def model_labels(spec: DetectionSpec, model_classes: int | None, class_names: Sequence[str],
+                 source_classes: Sequence[str]) -> list[str]:
+    """The class name of each model label: model.detection.class_names, else the data set's classes (or its
+    source's, when the model scores all of them)."""
+    if spec.class_names is not None:
+        return list(spec.class_names)
+    if model_classes in (None, len(class_names)):
+        return list(class_names)
+    if model_classes == len(source_classes):
+        return list(source_classes)
+    raise BuildError(f"the model scores {model_classes} classes and the data set has {len(class_names)} "
+                     f"({len(source_classes)} in its source): give model.detection.class_names, the model's "
+                     "classes in its label order")
+
+
 def class_map(spec: DetectionSpec, model_classes: int | None, class_names: Sequence[str],
               source_classes: Sequence[str]) -> list[int]:
     """For each model label, the data set class index it is scored as (-1: not scored); see the module docstring."""
     index = {name: position for position, name in enumerate(class_names)}
-    if spec.class_names is not None:
-        names = list(spec.class_names)
-    elif model_classes in (None, len(class_names)):
-        names = list(class_names)
-    elif model_classes == len(source_classes):
-        names = list(source_classes)
-    else:
-        raise BuildError(f"the model scores {model_classes} classes and the data set has {len(class_names)} "
-                         f"({len(source_classes)} in its source): give model.detection.class_names, the model's "
-                         "classes in its label order")
+    names = model_labels(spec, model_classes, class_names, source_classes)
     mapped = [index.get(name, -1) for name in names]
     if all(position < 0 for position in mapped):
         raise BuildError(f"none of the model's classes ({', '.join(names[:5])}...) is a class of the data set "
@@ -95,7 +101,8 @@ def preprocess_at(ctx: Any, size: int) -> Preprocess:
 
 def evaluation_settings(ctx: Any, model_path: str, size: int, decoded_by: dict[str, Any] | None = None
                         ) -> dict[str, Any]:
-    """The detection part of a job's evaluation spec for one artifact: preprocess, detection, class_map.
+    """The detection part of a job's evaluation spec for one artifact: preprocess, detection, class_map, and the
+    name of each model label (`labels`, drawn by the pipeline; not part of the evaluation spec).
     decoded_by: the artifact's own DetectionSpec when a step changed its outputs (graph_nms), else the recipe's."""
     import onnx
 
@@ -111,7 +118,7 @@ def evaluation_settings(ctx: Any, model_path: str, size: int, decoded_by: dict[s
     classes = model_classes(spec, shapes, [output.name for output in graph.output])
     mapped = class_map(spec, classes, ctx.splits.class_names, truth.source_classes)
     return {"metric": "detection", "preprocess": _fields(preprocess_at(ctx, size)), "detection": spec.to_dict(),
-            "class_map": mapped}
+            "class_map": mapped, "labels": model_labels(spec, classes, ctx.splits.class_names, truth.source_classes)}
 
 
 def _fields(preprocess: Preprocess) -> dict[str, Any]:

@@ -21,6 +21,9 @@ from orchestrator.errors import BuildError, ModelSourceError, first_line
 from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
 from orchestrator.runtimes import Runtime
 
+# The parts of a detector's evaluation settings that run it anywhere (BuiltVariant.meta["detector"]).
+DETECTOR_FIELDS = ("preprocess", "detection", "class_map", "labels")
+
 
 @dataclass(frozen=True)
 class BuiltVariant:
@@ -109,8 +112,11 @@ class Builder:
             from orchestrator.builder.onnx_source import image_side
 
             # How a board scores this artifact: its pre-processing at its size, its decoder, its labels' classes.
-            meta["evaluation"] = evaluation_settings(self.context, str(self.store.path(node.sha256, ".onnx")),
-                                                     image_side(meta["input"]), meta.get("detection"))
+            settings = evaluation_settings(self.context, str(self.store.path(node.sha256, ".onnx")),
+                                           image_side(meta["input"]), meta.get("detection"))
+            meta["evaluation"] = {key: value for key, value in settings.items() if key != "labels"}
+            # What runs this detector outside a sweep (a pipeline job, `orch stream`): kept on its variants row.
+            meta["detector"] = {"input": meta["input"], **{key: settings[key] for key in DETECTOR_FIELDS}}
         return BuiltVariant(name=plan.name, sha256=node.sha256, axes=plan.axes, lineage=node.meta["lineage"],
                             meta=meta,
                             file_size_bytes=self.store.path(node.sha256, ".onnx").stat().st_size,

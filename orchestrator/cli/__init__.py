@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from orchestrator.cli import data, devices, score, sweep
+from orchestrator.cli import data, devices, score, stream, sweep
 from orchestrator.cli.options import errors
 from orchestrator.errors import ExitCode, OrchError
 
@@ -18,6 +18,7 @@ app = typer.Typer(help="Benchmark orchestrator for edge ML: build compressed var
 sweep.register(app)
 data.register(app)
 score.register(app)
+stream.register(app)
 app.add_typer(devices.app, name="devices")
 
 # How each kind of error is told, by the exit code it maps to.

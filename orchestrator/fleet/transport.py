@@ -8,7 +8,12 @@ this machine. The channel's first line is a per-session random token the agent
 requires; the token goes to the agent on its stdin, never on a command line.
 
 Only JSON text, booleans and file bytes (SFTP) cross. Closing the session ends
-the agent, which kills any running job and releases the lock.
+the agent, which kills any running job or stream and releases the lock.
+
+A live stream (`orch stream`) is the agent's child serving HTTP on the board's
+127.0.0.1; `open_stream_channel` reaches it by another direct-tcpip channel of
+the same connection (orchestrator/fleet/forward.py carries a browser's
+connections through such channels).
 """
 
 from __future__ import annotations
@@ -35,19 +40,20 @@ from agent.service import EXIT_BUSY, PROTOCOL_CONFIG
 from agent.spec import JobSpec
 from orchestrator.errors import BoardBusy, BoardFault, BoardUnreachable
 from orchestrator.fleet.deploy import RemoteLayout, agent_bundle, deploy
+from orchestrator.fleet.forward import stream_answer
 from orchestrator.fleet.inventory import BoardSpec
 from orchestrator.fleet.ssh import SshSettings, open_connection, require_open, ssh_faults
 
-ARTIFACT_SUFFIXES = (".onnx", ".npz")
+ARTIFACT_SUFFIXES = (".onnx", ".npz", ".video")
 AGENT_START_TIMEOUT_S = 60.0
 RESULT_MARGIN_S = 60.0  # on top of the job's own deadline, which the agent enforces
 
 
 def artifact_name(name: str) -> tuple[str, str]:
-    """(sha256, suffix) of a store file name `<sha256>.onnx|.npz`; anything else is refused."""
+    """(sha256, suffix) of a store file name `<sha256>.onnx|.npz|.video`; anything else is refused."""
     sha256, dot, suffix = name.partition(".")
     if len(sha256) != 64 or set(sha256) - set("0123456789abcdef") or f".{suffix}" not in ARTIFACT_SUFFIXES:
-        raise ValueError(f"{name!r} is not an artifact name (<sha256>.onnx or <sha256>.npz)")
+        raise ValueError(f"{name!r} is not an artifact name (<sha256> and one of {', '.join(ARTIFACT_SUFFIXES)})")
     return sha256, f"{dot}{suffix}"
 
 
@@ -155,6 +161,32 @@ class SshTransport:
                 return str(pending.value)
             except rpyc.AsyncResultTimeout:
                 raise BoardUnreachable(self.board.name, f"no result within {deadline_s:.0f} s") from None
+
+    # -- the live stream -----------------------------------------------------------
+
+    def stream_start(self, spec_json: str, token: str) -> dict[str, int]:
+        """Start the board's stream of this pipeline job behind `token`: {port, pid} on the board's 127.0.0.1."""
+        with ssh_faults(self.board.name):
+            answer = json.loads(self._root().stream_start(spec_json, token))
+        return stream_answer(self.board.name, answer)
+
+    def stream_stop(self) -> bool:
+        """Kill the board's stream; whether one was running."""
+        with ssh_faults(self.board.name):
+            return bool(self._root().stream_stop())
+
+    def stream_running(self) -> bool:
+        """Whether the board's stream process is alive (its page's End button ends it)."""
+        with ssh_faults(self.board.name):
+            return bool(self._root().stream_running())
+
+    def open_stream_channel(self, port: int) -> paramiko.Channel:
+        """A new connection to the board's 127.0.0.1:port, through the SSH connection (nothing listens here)."""
+        if self._conn is None:
+            raise BoardUnreachable(self.board.name, "not connected")
+        with ssh_faults(self.board.name):
+            return require_open(self._conn, self.board.name).open_channel(
+                "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=self.settings.connect_timeout_s)
 
     # -- internals ---------------------------------------------------------------
 

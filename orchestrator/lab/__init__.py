@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.builder.pipeline import BuildOutcome
+from orchestrator.errors import DeviceError
 from orchestrator.fleet.check import BoardCheck, check_boards
 from orchestrator.fleet.devices import DeviceSpec, resolve_devices
 from orchestrator.fleet.inventory import BoardSpec, Inventory, board_from_fields, default_inventory_path, load_inventory
@@ -25,6 +26,7 @@ from orchestrator.fleet.local import LocalTransport
 from orchestrator.fleet.ssh import HostKeyOffer, SshSettings, default_settings, fetch_host_key, trust_host_key
 from orchestrator.lab.nightly import run_nightly
 from orchestrator.lab.rerun import scheduled_rerun
+from orchestrator.lab.stream import LiveStream, StreamSettings, open_stream
 from orchestrator.lab.sweep import SweepObserver, SweepOptions, SweepReport, build_and_record, run_sweep
 from orchestrator.lab.targets import resolve_target
 from orchestrator.recipes import LoadedRecipe, load_recipe
@@ -45,7 +47,7 @@ from orchestrator.results.readonly import (
 from orchestrator.results.regress import regress
 from orchestrator.results.store import ResultsStore
 
-__all__ = ["Lab", "SweepObserver", "SweepOptions", "SweepReport"]
+__all__ = ["Lab", "LiveStream", "StreamSettings", "SweepObserver", "SweepOptions", "SweepReport"]
 
 
 @dataclass
@@ -106,6 +108,14 @@ class Lab:
         loaded = self.recipe(recipe, target_runtime=target_runtime)
         target = resolve_target(loaded, dict, lambda: LocalTransport(self.store.root).info())
         return build_and_record(loaded, self.engine, self.store, observer, target=target)
+
+    def stream(self, device: str, settings: StreamSettings) -> LiveStream:
+        """Run a detector variant without end on one device and serve it to this machine's browser
+        (lab/stream.py); wait() for its end, then close() it."""
+        found = self.devices(device)
+        if len(found) != 1:
+            raise DeviceError(f"{device!r}: a stream runs on one device, not {len(found)}")
+        return open_stream(found[0], settings, self.engine, self.store, self.ssh)
 
     def recipe(self, path: Path, repeat: int | None = None, target_runtime: str | None = None) -> LoadedRecipe:
         """A validated recipe, every job measured `repeat` times and built for `target_runtime` when given."""

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -40,6 +41,7 @@ from orchestrator.fleet.scheduler import (
 )
 from orchestrator.fleet.ssh import SshSettings
 from orchestrator.lab.jobs import Job, plan_jobs, queue_job
+from orchestrator.lab.pipelines import save_frames, ship_source
 from orchestrator.lab.settings import providers_for
 from orchestrator.lab.targets import Preflight, board_infos, resolve_target
 from orchestrator.recipes import LoadedRecipe, Recipe
@@ -59,6 +61,8 @@ class SweepOptions:
     wait_for_lock: wait for a board that another orchestrator holds; False: that board is down for this sweep
     retry: retries of transient board faults before a board is marked down
     make_transport: builds each device's transport (default: local or SSH by the device's kind)
+    frames_dir: where the annotated frames of pipeline jobs are written, a folder per result (default: `frames`
+        beside the artifact store)
     """
 
     skip_done: bool = True
@@ -66,6 +70,7 @@ class SweepOptions:
     wait_for_lock: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     make_transport: TransportFactory | None = None
+    frames_dir: Path | None = None
 
 
 @dataclass
@@ -157,6 +162,7 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
     options = options or SweepOptions()
     if options.ssh is None and options.make_transport is None and any(d.kind == "ssh" for d in devices):
         raise DeviceError("boards need SSH settings (SweepOptions.ssh)")
+    pipeline_source_path(loaded)  # before anything is built: a missing source is the recipe's error
     target = resolve_target(loaded, lambda: ask_boards(devices, engine, store, options),
                             lambda: LocalTransport(store.root).info())
     built = build_and_record(loaded, engine, store, observer,
@@ -186,7 +192,8 @@ def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: st
     """Run and record the jobs of built variants on the devices (a sweep without its build); the jobs of
     variants that failed to build are recorded as errors saying why."""
     recipe = loaded.recipe
-    queued = [queue_job(recipe, job, evaluation) for job in plan_jobs(recipe, variants, devices)]
+    source = pipeline_source(loaded, variants, store)
+    queued = [queue_job(recipe, job, evaluation, source) for job in plan_jobs(recipe, variants, devices)]
     pending = not_measured_yet(engine, recipe.name, queued) if options.skip_done else queued
     unbuilt = unbuilt_jobs(recipe, failures or [], devices)
     results = ResultsStore(engine)
@@ -203,7 +210,7 @@ def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: st
     holder = (f"{getpass.getuser()}@{socket.gethostname()} (orch pid {os.getpid()}, "
               f"sweep {report.sweep_id} of {recipe.name})")
     make_transport = options.make_transport or default_transports(store, options, holder)
-    recorder = Recorder(results, engine, report, observer)
+    recorder = Recorder(results, engine, report, observer, options.frames_dir or store.root.parent / "frames")
     for device, variant_id, spec, reason in unbuilt:
         recorder.record_unbuilt(device, variant_id, spec, reason)
     try:
@@ -216,6 +223,32 @@ def benchmark(loaded: LoadedRecipe, variants: list[BuiltVariant], evaluation: st
     report.status = "finished"
     results.finish_sweep(report.sweep_id, report.status)
     return report
+
+
+def pipeline_source(loaded: LoadedRecipe, variants: list[BuiltVariant], store: ArtifactStore
+                    ) -> dict[str, Any] | None:
+    """benchmark.pipeline's source, put in the artifact store for the boards (None without pipeline jobs); a
+    pipeline on a recipe none of whose variants is a detector is a located error."""
+    pipeline = loaded.recipe.benchmark.pipeline
+    if pipeline is None:
+        return None
+    if variants and not any("detector" in variant.meta for variant in variants):
+        raise loaded.error_at(("benchmark", "pipeline"), "runs detectors, and this recipe's model is not one "
+                                                         "(give model.detection, on detection data)")
+    return ship_source(store, pipeline_source_path(loaded) or pipeline.source)
+
+
+def pipeline_source_path(loaded: LoadedRecipe) -> Path | None:
+    """The file or folder benchmark.pipeline.source names on this machine (None: no pipeline, or a camera); a
+    located error when it is not there."""
+    pipeline = loaded.recipe.benchmark.pipeline
+    if pipeline is None or pipeline.camera:
+        return None
+    path = loaded.resolve(pipeline.source)
+    if not (path.is_dir() or path.is_file()):
+        raise loaded.error_at(("benchmark", "pipeline", "source"),
+                              f"{path} is not an image folder or a video file on this machine")
+    return path
 
 
 def unbuilt_jobs(recipe: Recipe, failures: list[FailedVariant],
@@ -259,8 +292,10 @@ def default_transports(store: ArtifactStore, options: SweepOptions, holder: str)
 class Recorder:
     """Handles scheduler events in the sweep's thread: records each result at once, tells the observer."""
 
-    def __init__(self, results: ResultsStore, engine: Engine, report: SweepReport, observer: SweepObserver):
+    def __init__(self, results: ResultsStore, engine: Engine, report: SweepReport, observer: SweepObserver,
+                 frames_dir: Path = Path("frames")):
         self.results, self.engine, self.report, self.observer = results, engine, report, observer
+        self.frames_dir = frames_dir
         self.device_ids: dict[str, int] = {}
 
     def handle(self, event: Event) -> None:
@@ -281,6 +316,10 @@ class Recorder:
 
     def record(self, item: QueuedJob[Job], result: dict[str, Any]) -> None:
         job = item.job
+        if job.pipeline:
+            folder = (f"{job.variant.name}-{job.pipeline}-x{job.threads}" + (f"-{job.repeat}" if job.repeats > 1
+                                                                             else "")).replace("/", "_")
+            result = save_frames(result, self.frames_dir / f"sweep-{self.report.sweep_id}" / job.device.name / folder)
         self.results.record_result(self.report.sweep_id, self.device_id(job.device), job.variant.sha256,
                                    json.loads(item.spec_json), result)
         status = str(result.get("status", "error"))

@@ -76,7 +76,17 @@ def load_recipe(path: str | Path, allow_command_meter: bool = False) -> LoadedRe
         raise document.error_at(("benchmark", "power", "type"), COMMAND_METER_REFUSED)
     loaded = LoadedRecipe(recipe=recipe, path=document.path, sha256=document.sha256)
     loaded._yaml = document
+    _check_pipeline_source(loaded)
     return loaded
+
+
+def _check_pipeline_source(loaded: LoadedRecipe) -> None:
+    """A camera source needs a frame count (it has no end). A file source is looked for when a sweep starts, as
+    the data set is: a recipe is checked on machines that do not hold the data."""
+    pipeline = loaded.recipe.benchmark.pipeline
+    if pipeline is not None and pipeline.camera and pipeline.frames is None:
+        raise loaded.error_at(("benchmark", "pipeline", "frames"),
+                              "is required with a camera source: a camera has no last frame")
 
 
 def check_recipe(path: str | Path, allow_command_meter: bool = False) -> LoadedRecipe:

@@ -395,6 +395,42 @@ MeasureGate = Annotated[Gate, _over(DEFAULT_MEASURE), _checked(lambda gate: gate
 ThermalGate = Annotated[Thermal, _over(Thermal()), _checked(lambda thermal: thermal.problems())]
 
 
+CAMERA_PREFIX = "camera:"
+
+
+def _pipeline_source(value: str) -> str:
+    if value.startswith(CAMERA_PREFIX) and not value[len(CAMERA_PREFIX):].isdigit():
+        raise ValueError(f"{value!r}: a camera is camera:N (its index) or its /dev/videoN path")
+    if not value.strip():
+        raise ValueError("is empty: give an image folder, a video file, camera:N or /dev/videoN")
+    return value
+
+
+class PipelineBenchSpec(Spec):
+    """benchmark.pipeline: each detector variant also runs as a whole pipeline on frames (agent/pipeline/):
+    read, pre-process, infer, post-process, draw, encode, timed per stage.
+
+    source: an image folder or a video file (relative to the recipe; shipped to the boards), or a camera on the
+        board (camera:N, /dev/videoN)
+    mode: sequential (one loop) and/or pipelined (a thread per stage, bounded queues); an axis
+    frames: frames per job (absent: every frame of the source; a camera needs a number)
+    queue_size: capacity of each queue between stages; save_frames: the first N annotated frames come back as files
+    confidence: the score a box needs to be kept and drawn (a demo's threshold, not AP scoring's 0.001)
+    """
+
+    source: Annotated[str, AfterValidator(_pipeline_source)]
+    mode: Annotated[list[Literal["sequential", "pipelined"]], BeforeValidator(_as_list)] = \
+        ["sequential", "pipelined"]
+    frames: int | None = Field(None, ge=1, le=10**9)
+    queue_size: int = Field(4, ge=1, le=1024)
+    save_frames: int = Field(4, ge=0, le=1000)
+    confidence: float = Field(0.25, ge=0, lt=1)
+
+    @property
+    def camera(self) -> bool:
+        return self.source.startswith((CAMERA_PREFIX, "/dev/"))
+
+
 class BenchmarkSpec(Spec):
     """How each variant is measured on each device.
 
@@ -410,6 +446,7 @@ class BenchmarkSpec(Spec):
     repeat: measure every job this many times, each result kept (the course rule is at least three)
     keep_detections: a detector's every detection on the evaluation set is stored (the `detections` table, in
         COCO's results format), to score again or inspect; off by default (100 rows per image per job)
+    pipeline: a detector also runs as a whole pipeline on frames (PipelineBenchSpec); absent: no pipeline jobs
     """
 
     warmup: WarmupGate = Field(default_factory=lambda: replace(DEFAULT_WARMUP))
@@ -425,7 +462,7 @@ class BenchmarkSpec(Spec):
     max_cv: float | None = Field(DEFAULT_MAX_CV, gt=0, allow_inf_nan=False)
     repeat: int = Field(1, ge=1)
     keep_detections: bool = False
-
+    pipeline: PipelineBenchSpec | None = None
 
 
 def _dataset_specs() -> Any:

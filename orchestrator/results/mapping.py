@@ -12,6 +12,9 @@ from typing import Any
 
 SERIES_CONFIG_FIELDS = ("providers", "intra_op_threads", "inter_op_threads", "graph_optimization", "inputs",
                         "evaluation")
+# What makes a pipeline job a different measurement (agent/spec.py PipelineSpec; `detection` holds its confidence
+# threshold): the frames saved or the detections kept are not.
+PIPELINE_CONFIG_FIELDS = ("mode", "source", "frames", "queue_size", "jpeg_quality", "detection")
 STACK_FIELDS = ("onnxruntime_version", "os_image", "kernel", "jetpack", "python_version", "numpy_version",
                 "agent_version", "orch_version", "providers_available")
 THROTTLING_NOW_FLAGS = ("under_voltage_now", "arm_frequency_capped_now", "throttled_now", "soft_temp_limit_now")
@@ -32,6 +35,9 @@ def series_config(spec: dict[str, Any]) -> dict[str, Any]:
     config["intra_op_threads"] = int(config["intra_op_threads"] or 0)
     config["inter_op_threads"] = int(config["inter_op_threads"] or 0)
     config["graph_optimization"] = config["graph_optimization"] or ""
+    pipeline = spec.get("pipeline")
+    if pipeline:  # only pipeline jobs carry the key, so every older series keeps its digest
+        config["pipeline"] = {name: pipeline.get(name) for name in PIPELINE_CONFIG_FIELDS}
     return config
 
 
@@ -107,6 +113,13 @@ def detection_rows(accuracy: dict[str, Any] | None) -> list[dict[str, Any]]:
              "h": row[5], "score": row[6]} for row in (accuracy or {}).get("detections") or []]
 
 
+def pipeline_stage_rows(pipeline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The pipeline_stages rows of a pipeline job's result, in stage order."""
+    return [{"stage": str(entry.get("stage")), "position": position, "p50_ms": entry.get("p50_ms"),
+             "p90_ms": entry.get("p90_ms"), "mean_ms": entry.get("mean_ms"), "share": entry.get("share")}
+            for position, entry in enumerate((pipeline or {}).get("stages") or [])]
+
+
 def pruning_step_rows(lineage: list[dict[str, Any]], metric: str | None) -> list[dict[str, Any]]:
     """The pruning_steps rows of a variant: every round its lineage's iterative pruning recorded."""
     return [{"step": item.get("step"), "ratio": item.get("ratio"), "macs": item.get("macs"),
@@ -142,6 +155,7 @@ def result_columns(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, An
     before, after = result.get("conditions_before"), result.get("conditions_after")
     conditions = {"before": before, "after": after} if before is not None or after is not None else None
     measured = power.get("measured")
+    pipeline = result.get("pipeline") or {}
     return {
         "status": result.get("status", "error"), "reasons": result.get("reasons") or [],
         "error": result.get("error"), "providers": ",".join(spec.get("providers", [])),
@@ -166,5 +180,9 @@ def result_columns(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, An
         "throttled": _throttled(before, after),
         "power_mode": (after or {}).get("power_mode") or (before or {}).get("power_mode"),
         "conditions": conditions,
+        "pipeline_mode": (spec.get("pipeline") or {}).get("mode"), "fps": pipeline.get("fps"),
+        "frames": pipeline.get("frames"),
+        "frames_dropped": pipeline.get("frames_dropped"), "cpu_percent": pipeline.get("cpu_percent"),
+        "frames_dir": pipeline.get("frames_dir"),
         "telemetry": telemetry, "spec": spec,
     }

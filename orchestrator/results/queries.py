@@ -11,8 +11,8 @@ from orchestrator.errors import UserError
 from orchestrator.results.db import translate_errors
 from orchestrator.results.schema import Device, Result, Series, Sweep, Variant
 
-RESULT_COLUMNS = ("sweep", "device", "variant", "threads", "status", "p50_ms", "p90_ms", "p99_ms",
-                  "throughput_ips", "peak_rss_mb", "accuracy", "energy_per_inference_mj", "size_kb", "macs_m")
+RESULT_COLUMNS = ("sweep", "device", "variant", "threads", "pipeline", "status", "p50_ms", "p90_ms",
+                  "p99_ms", "throughput_ips", "peak_rss_mb", "accuracy", "energy_per_inference_mj", "size_kb", "macs_m")
 
 
 @translate_errors
@@ -39,7 +39,8 @@ def result_rows(engine: Engine, sweep: str | None = "last", device: str | None =
     """Results as flat dicts (RESULT_COLUMNS), ordered by sweep, device, variant name, threads."""
     sweep_id = resolve_sweep(engine, sweep)
     query = (select(Result, Device.name, Variant).join(Device).join(Variant).join(Sweep)
-             .order_by(Result.sweep_id, Device.name, Variant.name, Result.threads, Result.id))
+             .order_by(Result.sweep_id, Device.name, Variant.name, Result.threads, Result.pipeline_mode.is_not(None),
+                       Result.pipeline_mode, Result.id))
     if sweep_id is not None:
         query = query.where(Result.sweep_id == sweep_id)
     if device:
@@ -49,7 +50,8 @@ def result_rows(engine: Engine, sweep: str | None = "last", device: str | None =
     with Session(engine) as session:
         return [{
             "sweep": result.sweep_id, "device": device_name, "variant": variant.name,
-            "threads": result.threads, "status": result.status, "p50_ms": result.p50_ms,
+            "threads": result.threads, "pipeline": result.pipeline_mode, "status": result.status,
+            "p50_ms": result.p50_ms,
             "p90_ms": result.p90_ms, "p99_ms": result.p99_ms, "throughput_ips": result.throughput_ips,
             "peak_rss_mb": result.peak_rss_mb, "accuracy": result.accuracy,
             "energy_per_inference_mj": result.energy_per_inference_mj,

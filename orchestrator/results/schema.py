@@ -126,6 +126,8 @@ class Variant(Base):
     # Added by migration 0005: what host_accuracy is (top1, voc07_ap50, voc_ap50, coco_ap); the graph_nms axis.
     host_metric: Mapped[str | None] = mapped_column(String(40), nullable=True)
     graph_nms: Mapped[bool | None] = mapped_column(Boolean, nullable=True)     # the `graph_nms` axis
+    # Added by migration 0006: a detector's input, pre-processing, decoder, class map and label names.
+    detector: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Series(Base):
@@ -233,6 +235,14 @@ class Result(Base):
     conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Added by migration 0005: a detector's mean decode + NMS time per image during the accuracy pass.
     postprocess_ms_per_image: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Added by migration 0006: a pipeline job's figures (NULL mode: a plain latency job). Its p50_ms ... are the
+    # per-frame latency, source read to encoded frame; throughput_ips is fps.
+    pipeline_mode: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    frames: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    frames_dropped: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)    # 100: one core busy
+    frames_dir: Mapped[str | None] = mapped_column(Text, nullable=True)       # the annotated frames sent back
 
     sweep: Mapped[Sweep] = relationship()
     device: Mapped[Device] = relationship()
@@ -263,6 +273,20 @@ class AccuracyMetric(Base):
     metric: Mapped[str] = mapped_column(String(40))
     class_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class PipelineStage(Base):
+    """One stage of a pipeline job (read, preprocess, infer, postprocess, draw, encode): its per-frame times and
+    its share of the sum of the stages' means."""
+
+    __tablename__ = "pipeline_stages"
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(20), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    p50_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p90_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    share: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class PruningStep(Base):

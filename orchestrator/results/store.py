@@ -28,6 +28,7 @@ from orchestrator.results.schema import (
     Detection,
     Device,
     LatencySamples,
+    PipelineStage,
     PruningStep,
     Result,
     Series,
@@ -120,6 +121,7 @@ class ResultsStore:
                 nodes_after_simplify=meta.get("nodes_after_simplify"),
                 output_error=agreement.get("relative_error"), top1_agreement=agreement.get("top1_agreement"),
                 ir_version=meta.get("ir_version"), opsets=meta.get("opsets"), host_metric=meta.get("host_metric"),
+                detector=meta.get("detector"),
                 **mapping.variant_axis_columns(variant.axes)))
             session.flush()  # the variant row first: its pruning steps refer to it
             session.add_all(PruningStep(variant_sha256=variant.sha256, **row)
@@ -153,6 +155,8 @@ class ResultsStore:
             accuracy = result.get("accuracy")
             session.add_all(AccuracyMetric(result_id=row.id, **metric)
                             for metric in mapping.accuracy_metric_rows(accuracy))
+            session.add_all(PipelineStage(result_id=row.id, **stage)
+                            for stage in mapping.pipeline_stage_rows(result.get("pipeline")))
             found = mapping.detection_rows(accuracy)
             if found:
                 session.execute(insert(Detection), [{"result_id": row.id, **detection} for detection in found])

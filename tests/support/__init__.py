@@ -51,3 +51,13 @@ def one_line_error(done: subprocess.CompletedProcess, *fragments: str, code: int
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     for fragment in fragments:
         assert fragment in lines[0], done.stderr
+
+
+def recipe_refused(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    """`orch recipes check` of one file: a `bad` line naming the fault (every fragment), the count of bad recipes,
+    exit code 2."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    bad, summary = done.stderr.strip().splitlines()
+    assert bad.startswith("bad") and all(fragment in bad for fragment in fragments), done.stderr
+    assert summary == "error: 1 of 1 recipes did not check out", done.stderr
