@@ -25,7 +25,7 @@ import numpy as np
 from agent import evaluate, telemetry
 from agent.pipeline.sources import PipelineError, open_source
 from agent.result import Result, error_result
-from agent.spec import JobSpec, PipelineSpec
+from agent.spec import Gate, JobSpec, PipelineSpec
 
 # LoadGen: with 99% confidence an early-stopping p90 needs at least 64 queries.
 MIN_ITERS_FOR_P90 = 64
@@ -80,22 +80,79 @@ def summarize(samples_ns: List[int]) -> Dict[str, Any]:
     }
 
 
-def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB.
-
-    VmHWM belongs to the current address space and starts afresh at exec;
-    getrusage's ru_maxrss does not (Linux carries it across exec, so a job
-    spawned by a big parent would report the parent's peak). ru_maxrss is
-    the fallback where /proc is missing.
-    """
+def _status_mb(field: str) -> Optional[float]:
+    """A size line of /proc/self/status (kB there, meaning KiB) in MB (10^6 bytes); None without /proc."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (since reset_peak_rss, where that worked), in MB = 10^6 bytes.
+
+    VmHWM belongs to the current address space and starts afresh at exec;
+    getrusage's ru_maxrss does not (Linux carries it across exec, so a job
+    spawned by a big parent would report the parent's peak). ru_maxrss (kB on
+    Linux) is the fallback where /proc is missing.
+    """
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MB (10^6 bytes); the peak so far where /proc is missing."""
+    current = _status_mb("VmRSS")
+    return current if current is not None else peak_rss_mb()
+
+
+def reset_peak_rss() -> bool:
+    """Start the peak RSS (VmHWM) afresh from the current RSS (Linux 4.0+: `5` into /proc/self/clear_refs);
+    False where that is not possible (the peak then keeps what came before)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryWatch:
+    """The memory part of a result (MB = 10^6 bytes): the job's peak RSS, the RSS before the session was created,
+    and the model's share: the peak since that baseline minus the baseline, without the evaluation set's arrays
+    when the timed runs are fed from it (reported apart as evaluation_set_mb).
+
+    The peak is reset at the baseline, so nothing loaded before it (the onnxruntime import, a hashed artifact, a
+    pipeline source opened to check it) inflates the model's share; the job's peak still counts it."""
+
+    def __init__(self) -> None:
+        self.job_peak_before_mb = peak_rss_mb()
+        self.peak_was_reset = reset_peak_rss()
+        self.rss_before_session_mb = current_rss_mb()
+        self.session_peak_mb: Optional[float] = None
+        self.evaluation_set_mb: Optional[float] = None
+
+    def session_ready(self) -> None:
+        """Mark the session created and warmed up (the peak of that, before any evaluation set is loaded)."""
+        self.session_peak_mb = peak_rss_mb()
+
+    def evaluation_set_loaded(self, *arrays: np.ndarray) -> None:
+        """The evaluation set's arrays are now resident: their bytes are the set's own share."""
+        self.evaluation_set_mb = sum(int(array.nbytes) for array in arrays) / 1e6
+
+    def figures(self) -> Dict[str, Any]:
+        peak_since_baseline = peak_rss_mb()
+        # With the set resident, the later peak holds the model's working set plus the set: take the set out; the
+        # peak of session creation and warm-up (before the set was loaded) stands on its own.
+        model_peak = max(self.session_peak_mb or 0.0, peak_since_baseline - (self.evaluation_set_mb or 0.0))
+        return {"rss_before_session_mb": self.rss_before_session_mb,
+                "peak_rss_mb": max(self.job_peak_before_mb, peak_since_baseline),
+                "model_mb": max(model_peak - self.rss_before_session_mb, 0.0),
+                "evaluation_set_mb": self.evaluation_set_mb}
 
 
 def make_inputs(spec: JobSpec) -> Dict[str, np.ndarray]:
@@ -236,6 +293,7 @@ class Measured:
     power: Optional[Dict[str, Any]]
     before: Dict[str, Any]
     pipeline: Optional[Dict[str, Any]] = None
+    accuracy: Optional[Dict[str, Any]] = None  # scored from the timed pass (measure.inputs evaluation_set)
 
 
 def start_session(ort: Any, spec: JobSpec, model_path: str, feed: Dict[str, np.ndarray]) -> Tuple[Any, Dict[str, Any]]:
@@ -252,30 +310,85 @@ def start_session(ort: Any, spec: JobSpec, model_path: str, feed: Dict[str, np.n
                      "warmup_iterations": len(warm), "warmup_s": sum(warm) / 1e9}
 
 
-def measure(ort: Any, spec: JobSpec, model_path: str, sampler: Optional[Any]) -> Measured:
-    """Create the session, run it once, warm up, then time only `sess.run` inside the power window."""
+def run_over_set(session: Any, feeds: List[Dict[str, np.ndarray]], gate: Gate) -> Tuple[List[int], List[Any]]:
+    """Time `session.run` on each feed in order, wrapping round: at least one full pass (never cut by max_s), then
+    on to the end of a pass once min_iters AND min_s are met, or until max_s has passed. Each run's ns, and the
+    first output of each run of the first pass."""
+    clock = time.perf_counter_ns
+    per_pass = len(feeds)
+    samples: List[int] = []
+    first_pass: List[Any] = []
+    min_ns = int(gate.min_s * 1e9)
+    max_ns = int(gate.max_s * 1e9) if gate.max_s else None
+    index = 0
+    start = clock()
+    while True:
+        feed = feeds[index % per_pass]  # built before the window: only sess.run is timed
+        t0 = clock()
+        outputs = session.run(None, feed)
+        t1 = clock()
+        samples.append(t1 - t0)
+        index += 1
+        if index <= per_pass:
+            first_pass.append(outputs[0])
+            if index < per_pass:
+                continue
+        elapsed = t1 - start
+        if max_ns is not None and elapsed >= max_ns:
+            break
+        if index % per_pass == 0 and index >= gate.min_iters and elapsed >= min_ns:
+            break
+    return samples, first_pass
+
+
+def evaluation_feeds(spec: JobSpec, path: str, memory: MemoryWatch) -> Tuple[List[Dict[str, np.ndarray]], np.ndarray]:
+    """The top-1 evaluation set at `path` as one feed per run (agent/evaluate.py top1_feeds) and its labels."""
+    model_input = spec.inputs[0]
+    try:
+        x, y = evaluate.load_evaluation_set(path)
+    except (KeyError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{path}: not a top-1 evaluation set with arrays x and y ({exc})") from exc
+    x = x.astype(model_input.dtype, copy=False)
+    if not len(x) or len(x) != len(y) or list(x.shape[1:]) != list(model_input.shape[1:]):
+        raise ArtifactError(f"{path}: measure.inputs evaluation_set needs samples of shape {model_input.shape[1:]} "
+                            f"with one label each; the set holds x {list(x.shape)} and y {list(y.shape)}")
+    memory.evaluation_set_loaded(x, y)
+    return evaluate.top1_feeds(model_input.name, x, model_input.shape[0]), y
+
+
+def measure(ort: Any, spec: JobSpec, model_path: str, sampler: Optional[Any],
+            evaluation_path: Optional[str] = None) -> Measured:
+    """Create the session, run it once, warm up, then time only `sess.run` inside the power window: on synthetic
+    input, or (measure.inputs evaluation_set) on the evaluation set at `evaluation_path`, whose first pass gives
+    the accuracy."""
     board = spec.board
     before = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
-    rss_before_session = rss_mb()
+    memory = MemoryWatch()
     feed = make_inputs(spec)
     session, startup = start_session(ort, spec, model_path, feed)
-
-    def one_run() -> None:
-        session.run(None, feed)
+    memory.session_ready()
+    from_set = spec.measure.inputs == "evaluation_set" and evaluation_path is not None
+    if from_set:
+        feeds, labels = evaluation_feeds(spec, str(evaluation_path), memory)
 
     if sampler is not None:
         sampler.mark_start()
     wall0 = time.perf_counter_ns()
-    samples = run_gated(one_run, spec.measure.min_iters, spec.measure.min_s, spec.measure.max_s)
+    if from_set:
+        samples, first_pass = run_over_set(session, feeds, spec.measure)
+    else:
+        samples = run_gated(lambda: session.run(None, feed), spec.measure.min_iters, spec.measure.min_s,
+                            spec.measure.max_s)
     duration_s = (time.perf_counter_ns() - wall0) / 1e9
     power_result = None
     if sampler is not None:
         sampler.mark_end()
         power_result = sampler.finish(inferences=len(samples))
     timing = summarize(samples)
-    timing.update(startup, duration_s=duration_s)
-    memory = {"rss_before_session_mb": rss_before_session, "peak_rss_mb": rss_mb()}
-    return Measured(session, timing, samples, memory, power_result, before)
+    timing.update(startup, duration_s=duration_s, inputs="evaluation_set" if from_set else "synthetic",
+                  passes=len(samples) / len(feeds) if from_set else None)
+    accuracy = evaluate.top1_of_outputs(first_pass, labels, spec.inputs[0].shape[0]) if from_set else None
+    return Measured(session, timing, samples, memory.figures(), power_result, before, accuracy=accuracy)
 
 
 def check_pipeline(pipeline: PipelineSpec, cache_dir: str) -> None:
@@ -301,8 +414,9 @@ def measure_pipeline(ort: Any, spec: JobSpec, pipeline: PipelineSpec, model_path
 
     board = spec.board
     before = telemetry.conditions(board.root, board.vcgencmd, board.nvpmodel)
-    rss_before_session = rss_mb()
+    memory = MemoryWatch()
     session, startup = start_session(ort, spec, model_path, make_inputs(spec))
+    memory.session_ready()
     if sampler is not None:
         sampler.mark_start()
     wall0 = time.perf_counter_ns()
@@ -314,9 +428,21 @@ def measure_pipeline(ort: Any, spec: JobSpec, pipeline: PipelineSpec, model_path
         power_result = sampler.finish(inferences=figures["frames"])
     samples = [int(round(row[-1] * 1e6)) for row in figures["frame_ms"]]
     timing = summarize(samples)
-    timing.update(startup, duration_s=duration_s, throughput_ips=figures["fps"])
-    memory = {"rss_before_session_mb": rss_before_session, "peak_rss_mb": rss_mb()}
-    return Measured(session, timing, samples, memory, power_result, before, pipeline=figures)
+    timing.update(startup, duration_s=duration_s, throughput_ips=figures["fps"], inputs=None, passes=None)
+    return Measured(session, timing, samples, memory.figures(), power_result, before, pipeline=figures)
+
+
+def no_value_reason(accuracy: Optional[Dict[str, Any]]) -> str:
+    """Why an accuracy that was asked for came back without a value, in one line."""
+    if accuracy is None:
+        return "the evaluation set was not scored"
+    if not accuracy.get("n"):
+        return "the evaluation set holds no samples"
+    metrics = accuracy.get("metrics")
+    if isinstance(metrics, dict):
+        return (f"the scorer gave no {accuracy.get('metric')} over {accuracy['n']} samples "
+                f"(it gave: {', '.join(sorted(k for k, v in metrics.items() if v is not None)) or 'nothing'})")
+    return f"the scorer gave no {accuracy.get('metric')} over {accuracy['n']} samples"
 
 
 def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
@@ -343,7 +469,7 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     sampler, power_result = open_power(spec)  # the idle baseline is measured here, before anything runs
     try:
         if spec.pipeline is None:
-            measured = measure(ort, spec, model_path, sampler)
+            measured = measure(ort, spec, model_path, sampler, evaluation_path)
         else:
             measured = measure_pipeline(ort, spec, spec.pipeline, model_path, cache_dir, sampler)
     except PipelineError as exc:  # a source that fails mid-run, a stage that fails: one line, no traceback
@@ -356,13 +482,15 @@ def run_job(spec: JobSpec, cache_dir: str) -> Dict[str, Any]:
     power_result = measured.power or power_result
     reasons = verdict(spec, measured.timing, power_result, measured.before, after, thermal)
 
-    accuracy, error = None, None
-    if spec.evaluation is not None and evaluation_path is not None:
+    accuracy, error = measured.accuracy, None
+    if spec.evaluation is not None and evaluation_path is not None and accuracy is None:
         try:
             accuracy = evaluate.accuracy(measured.session, spec.inputs[0], spec.evaluation, evaluation_path)
         except (ValueError, IndexError, KeyError, RuntimeError, OSError) as exc:
             # The measurement stands; the accuracy that was asked for is missing, and the result says why.
             error = f"accuracy ({spec.evaluation.metric}) could not be computed: {type(exc).__name__}: {exc}"
+    if spec.evaluation is not None and error is None and (accuracy is None or accuracy.get("value") is None):
+        error = f"accuracy ({spec.evaluation.metric}) could not be computed: {no_value_reason(accuracy)}"
 
     return Result(
         status="error" if error else "invalid" if reasons else "ok", reasons=reasons, error=error,

@@ -1,13 +1,15 @@
 """On-device accuracy over a shipped evaluation set: top-1 of a classifier, or a detector's average precision.
 
 The set is <cache>/<sha256>.npz (pickles refused): arrays x and y for top-1, a DetectionSet for detection
-(agent/detection/evaluate.py). It is read after the timed part of the job, so it never counts in the job's
-memory baseline, and scored outside every timed and power window.
+(agent/detection/evaluate.py). With measure.inputs synthetic it is read after the timed part of the job and
+scored outside every timed and power window; with measure.inputs evaluation_set (top-1 only) agent/bench.py feeds
+it to the timed runs and scores their outputs (top1_feeds, top1_of_outputs). Either way it is read after the
+job's memory baseline.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -20,22 +22,38 @@ def load_evaluation_set(path: str) -> Tuple[np.ndarray, np.ndarray]:
         return data["x"], data["y"]
 
 
+def top1_feeds(input_name: str, x: np.ndarray, batch: int) -> List[Dict[str, np.ndarray]]:
+    """One feed per run over every sample of `x`, in order, `batch` samples each; a short last batch is padded
+    with its own first sample (top1_of_outputs leaves the padding uncounted). Views of `x`, no copies but the
+    padded batch."""
+    feeds = []
+    for start in range(0, len(x), batch):
+        chunk = x[start:start + batch]
+        if len(chunk) < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - len(chunk), axis=0)])
+        feeds.append({input_name: chunk})
+    return feeds
+
+
+def top1_of_outputs(first_outputs: Sequence[np.ndarray], y: np.ndarray, batch: int) -> Dict[str, Any]:
+    """Top-1 accuracy from the first output of each run of top1_feeds, in order."""
+    correct = 0
+    for index, logits in enumerate(first_outputs):
+        start = index * batch
+        real = min(batch, len(y) - start)
+        predicted = np.argmax(np.asarray(logits).reshape(batch, -1), axis=-1)[:real]
+        correct += int(np.sum(predicted == y[start:start + real]))
+    return {"metric": "top1", "value": correct / len(y) if len(y) else None, "n": int(len(y))}
+
+
 def top1(session: Any, input_name: str, x: np.ndarray, y: np.ndarray, batch: int) -> Dict[str, Any]:
     """Top-1 accuracy of `session` over every sample of (x, y), `batch` samples per run.
 
     The batch is the one the model was timed with; a short last batch is padded
     with its own first sample and the padding is not counted.
     """
-    correct = 0
-    for start in range(0, len(x), batch):
-        chunk = x[start:start + batch]
-        real = len(chunk)
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - real, axis=0)])
-        logits = session.run(None, {input_name: chunk})[0]
-        predicted = np.argmax(logits.reshape(batch, -1), axis=-1)[:real]
-        correct += int(np.sum(predicted == y[start:start + real]))
-    return {"metric": "top1", "value": correct / len(x) if len(x) else None, "n": int(len(x))}
+    outputs = [session.run(None, feed)[0] for feed in top1_feeds(input_name, x, batch)]
+    return top1_of_outputs(outputs, y, batch)
 
 
 def accuracy(session: Any, model_input: InputSpec, evaluation: EvaluationSpec, path: str) -> Dict[str, Any]:

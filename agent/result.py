@@ -6,11 +6,17 @@ Fields (absent or null where the job did not get that far):
   reasons             why an `invalid` result is invalid
   error               why an `error` result has no measurement (one line)
   timing              p50_ms, p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, robust_cv, iterations, timed_s,
-                      duration_s, throughput_ips, session_create_ms, first_run_ms, warmup_iterations, warmup_s;
+                      duration_s, throughput_ips, session_create_ms, first_run_ms, warmup_iterations, warmup_s,
+                      inputs (what the timed runs were fed: synthetic or evaluation_set; null for a pipeline job),
+                      passes (evaluation_set: timed runs over runs per pass, at least 1; else null);
                       a pipeline job's are of its frames' latencies, and its throughput_ips is the pipeline's FPS
   latency_samples_ms  every timed run (a pipeline job: every frame's latency), in order
-  memory              rss_before_session_mb, peak_rss_mb (the job process's own peak)
-  accuracy            {metric, value, n} over the evaluation set, computed on the board
+  memory              in MB (10^6 bytes): rss_before_session_mb (RSS just before the session is created),
+                      peak_rss_mb (the job process's own peak), model_mb (the model's share: the peak since that
+                      baseline minus it, the evaluation set's arrays not counted), evaluation_set_mb (the set's
+                      array bytes when the timed runs are fed from it, else null)
+  accuracy            {metric, value, n} over the evaluation set, computed on the board (from the timed pass
+                      with measure.inputs evaluation_set); asked for but without a value: status error
   power               the sampler's result (agent/power/sampler.py): method, meter, idle_w, mean_w, energy ...
   thermal             the rest and thermal gate before the run: rest_s, max_c, waited_s, hottest_c
   conditions_before, conditions_after   temperatures, throttling, clocks, power mode (agent/telemetry.py)

@@ -18,13 +18,20 @@ from agent.result import error_result
 from agent.spec import JobSpec
 
 # Allowance on top of the timed part for start-up, session creation and the
-# accuracy pass over the evaluation set.
+# accuracy pass over the evaluation set (with measure.inputs synthetic: a pass of its own after timing).
 DEADLINE_ALLOWANCE_S = 600.0
 # A pipeline job's frames in place of the measurement gate: a generous bound per frame (a 416 px tiny-YOLOv2 frame
 # can take a second or more on a small board's CPU), and a fixed bound for a file source read to its end, whose
 # frame count is only known once it is read. A looping source with no frame count never ends: the deadline ends it.
 PIPELINE_FRAME_S = 10.0
 PIPELINE_UNCOUNTED_S = 3600.0
+# measure.inputs evaluation_set: the first pass over the set is never cut by max_s, so the deadline counts one pass
+# on top of max_s (the gates stop the runs at the end of a pass, or at max_s after the first). A generous bound per
+# run (a classifier's batch; a small board's slowest CPU), and where the set's size is unknown (the workstation
+# does not open the set), a fixed bound that is also the ceiling of a counted one, so the workstation's deadline is
+# never shorter than the board's.
+EVALUATION_RUN_S = 1.0
+EVALUATION_PASS_S = 7200.0
 
 # Tells `python -m agent bench` which process started it: the job kills itself
 # when that process dies (see agent/__main__.py), so no orphaned job keeps a
@@ -42,19 +49,44 @@ def child_env() -> Dict[str, str]:
     return env
 
 
-def job_deadline_s(spec: JobSpec) -> float:
+def job_deadline_s(spec: JobSpec, evaluation_samples: Optional[int] = None) -> float:
     """Seconds after which a job process is presumed hung and killed: every phase a job may wait through (rest,
-    the thermal gate, the idle power baseline, warm-up, measurement or a pipeline's frames) plus the allowance."""
+    the thermal gate, the idle power baseline, warm-up, measurement (with measure.inputs evaluation_set, one whole
+    pass over the set's `evaluation_samples` on top of max_s) or a pipeline's frames) plus the allowance."""
     warmup_bound = spec.warmup.max_s or max(10.0 * spec.warmup.min_s, 30.0)
     thermal_wait = spec.thermal.wait_timeout_s if spec.thermal.max_c is not None else 0.0
     idle = spec.power_idle_s if spec.power is not None else 0.0
     if spec.pipeline is None:
         timed = float(spec.measure.max_s or 0.0)
+        if spec.measure.inputs == "evaluation_set":
+            timed += evaluation_pass_s(spec, evaluation_samples)
     elif spec.pipeline.frames is None:
         timed = PIPELINE_UNCOUNTED_S
     else:
         timed = spec.pipeline.frames * PIPELINE_FRAME_S
     return spec.rest_s + thermal_wait + idle + warmup_bound + timed + DEADLINE_ALLOWANCE_S
+
+
+def evaluation_pass_s(spec: JobSpec, samples: Optional[int]) -> float:
+    """The bound of one timed pass over an evaluation set of `samples` (None: not known here)."""
+    if samples is None:
+        return EVALUATION_PASS_S
+    runs = -(-samples // max(spec.inputs[0].shape[0], 1))
+    return min(runs * EVALUATION_RUN_S, EVALUATION_PASS_S)
+
+
+def evaluation_samples(spec: JobSpec, cache_dir: str) -> Optional[int]:
+    """How many samples the job's evaluation set in `cache_dir` holds (its labels' length); None when the job feeds
+    none to its timed runs, or the set is not there to count (the job then fails on it by itself)."""
+    if spec.measure.inputs != "evaluation_set" or spec.evaluation is None:
+        return None
+    import numpy as np
+
+    try:
+        with np.load(os.path.join(cache_dir, spec.evaluation.sha256 + ".npz"), allow_pickle=False) as data:
+            return int(len(data["y"]))
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 class JobRunner:
@@ -77,7 +109,7 @@ class JobRunner:
     def run(self, spec_json: str, timeout_s: Optional[float] = None) -> str:
         """Run one job spec in a fresh process and return its result JSON text."""
         spec = JobSpec.from_json(spec_json)
-        deadline_s = timeout_s or job_deadline_s(spec)
+        deadline_s = timeout_s or job_deadline_s(spec, evaluation_samples(spec, self.cache_dir))
         command = [self.python, "-m", "agent", "bench", "--cache", self.cache_dir]
         started = time.perf_counter()
         with self._lock:

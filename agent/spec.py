@@ -6,10 +6,14 @@ A spec is JSON text (`"schema": 1`). Fields:
   intra_op_threads    onnxruntime intra-op thread count
   inter_op_threads    onnxruntime inter-op thread count
   graph_optimization  one of: disable, basic, extended, all
-  inputs              [{name, shape, dtype}] fed to every timed run (fixed-seed data)
+  inputs              [{name, shape, dtype}] of the model; fed to every timed run as fixed-seed data (warm-up, and
+                      the measurement with measure.inputs synthetic)
   warmup              {min_iters, min_s}: both must be met before timing starts
-  measure             {min_iters, min_s, max_s}: stop when both minimums are met,
-                      or when max_s is reached, whichever is first
+  measure             {min_iters, min_s, max_s, inputs}: stop when both minimums are met,
+                      or when max_s is reached, whichever is first. inputs: synthetic (the fixed-seed
+                      input of `inputs` every run) or evaluation_set (the top-1 evaluation set's samples in
+                      order, one batch per run, wrapping round; at least one full pass, never cut by max_s,
+                      and accuracy from that pass)
   evaluation          null, or {sha256, metric, ...}: <cache>/<sha256>.npz. metric `top1`: arrays x (inputs)
                       and y (labels). metric `detection`: a DetectionSet (agent/detection/evaluate.py),
                       with `preprocess` (agent.preprocess.Preprocess fields), `detection` (DetectionSpec
@@ -44,6 +48,8 @@ from agent import SCHEMA_VERSION
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 DTYPES = ("float32", "float16", "uint8", "int8", "int32", "int64")
 METRICS = ("top1", "detection")
+# What the timed runs are fed: the fixed-seed synthetic input, or the shipped evaluation set's samples in order.
+MEASURE_INPUTS = ("synthetic", "evaluation_set")
 PIPELINE_MODES = ("sequential", "pipelined")
 SOURCE_KINDS = ("images", "video", "camera")
 # A pipeline source file's suffix in the agent cache: images are a FrameSet (.npz of the original files' bytes),
@@ -60,6 +66,8 @@ class SpecError(ValueError):
 class Gate:
     """A run gate: at least `min_iters` runs AND at least `min_s` seconds; capped by `max_s` (None: no cap).
 
+    inputs: what the runs are fed, one of MEASURE_INPUTS; only the measurement gate may take evaluation_set
+    (whose first full pass max_s never cuts), warm-up always runs on synthetic input.
     The one gate type of orch: recipes (benchmark.warmup, benchmark.measure) validate into it, with the
     defaults DEFAULT_WARMUP and DEFAULT_MEASURE below.
     """
@@ -67,6 +75,7 @@ class Gate:
     min_iters: int
     min_s: float
     max_s: Optional[float] = None
+    inputs: str = "synthetic"
 
     def problems(self, timed: bool = False) -> List[Tuple[str, str]]:
         """(field, what is wrong) for each unusable field; `timed`: the measurement gate, which needs at least
@@ -85,6 +94,10 @@ class Gate:
             found.append(("max_s", f"must be a number of seconds above 0, at most {MAX_SECONDS}"))
         elif _finite(self.min_s) and self.max_s < self.min_s:
             found.append(("max_s", f"{self.max_s:g} s is below min_s {self.min_s:g} s: the gate could never be met"))
+        if self.inputs not in MEASURE_INPUTS:
+            found.append(("inputs", f"{self.inputs!r} is not one of {', '.join(MEASURE_INPUTS)}"))
+        elif not timed and self.inputs != "synthetic":
+            found.append(("inputs", "warm-up runs on synthetic input; evaluation_set is for the measurement gate"))
         return found
 
 
@@ -343,6 +356,20 @@ class JobSpec:
         if self.pipeline is not None:
             for key, problem in self.pipeline.problems():
                 raise SpecError(f"pipeline.{key} {problem}")
+        if self.measure.inputs == "evaluation_set":
+            self._check_evaluation_inputs()
+
+    def _check_evaluation_inputs(self) -> None:
+        """measure.inputs evaluation_set needs a top-1 evaluation set, a model of one input, and no pipeline."""
+        if self.pipeline is not None:
+            raise SpecError("measure.inputs evaluation_set does not apply to a pipeline job: its frames are the "
+                            "measurement")
+        if self.evaluation is None:
+            raise SpecError("measure.inputs evaluation_set needs an evaluation set: the job has none")
+        if self.evaluation.metric != "top1":
+            raise SpecError("measure.inputs evaluation_set is for top-1 sets")
+        if len(self.inputs) != 1:
+            raise SpecError(f"measure.inputs evaluation_set feeds one input; the model has {len(self.inputs)}")
 
 
 def _finite(value: Any) -> bool:

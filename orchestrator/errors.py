@@ -6,7 +6,13 @@ a message and an exit code, by the table below.
     1          a failure found or met: a confirmed regression,  OrchError (and FailureFound)
                a board down, a variant that did not build
     2          bad input: a file, flag, key or value            UserError and its children
+    3          a sweep measured every job it could, but some    JobsInvalid
+               results are `invalid` (their reasons say why)
+    4          a sweep's jobs ended in `error` (no              JobsFailed
+               measurement; each result says why)
     130        interrupted (Ctrl-C); what was measured is kept  Interrupted
+
+A sweep with several of these exits with the first that applies in the order 1, 4, 3.
 
 The board agent's own errors (agent/spec.py SpecError, agent/bench.py ArtifactError) never leave the board as
 exceptions: they become error results (agent/result.py).
@@ -29,6 +35,8 @@ class ExitCode(IntEnum):
     OK = 0
     FAILURE = 1
     BAD_INPUT = 2
+    JOBS_INVALID = 3
+    JOBS_FAILED = 4
     INTERRUPTED = 130
 
 
@@ -46,6 +54,19 @@ class UserError(OrchError):
 
 class FailureFound(OrchError):
     """A command that ran to its end and found a failure (a confirmed regression, a board down); already reported."""
+
+
+class JobsFailed(FailureFound):
+    """A sweep ran, and some of its jobs ended in `error`: nothing was measured for them (already reported)."""
+
+    exit_code = ExitCode.JOBS_FAILED
+
+
+class JobsInvalid(FailureFound):
+    """A sweep ran, and some of its results are `invalid`: measured, but their reasons say they cannot be trusted
+    (already reported)."""
+
+    exit_code = ExitCode.JOBS_INVALID
 
 
 class Interrupted(OrchError):

@@ -8,17 +8,22 @@ notes are escaped. A value holding `[/red]` or `:x:` prints as written.
 
 from __future__ import annotations
 
+import os
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from agent.detection.metrics import Scores
 from orchestrator.builder.pipeline import BuiltVariant, FailedVariant
+from orchestrator.errors import UserError
 from orchestrator.fleet.check import BoardCheck
 from orchestrator.fleet.inventory import Inventory
 from orchestrator.lab.jobs import Job
@@ -109,43 +114,124 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def results_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> Table:
-    """Results as a rich table, one row per job.
+@dataclass(frozen=True)
+class ResultColumn:
+    """A column `orch results` can show: `key` names it in the rows and in CSV, JSON and Markdown, `header` in the
+    table (with its unit); `groups` are the --columns groups that include it; `view` is where it exists: `series`
+    (repeats aggregated), `job` (one row per repeat) or both."""
 
-    Columns that are the same on every row (device, threads) are left out, and
-    throughput (1000 / mean latency) only shows on terminals wider than 100. A pipeline job's row
-    (benchmark.pipeline) names its mode; its latency is per frame, source to encoded, and inf/s its FPS.
+    key: str
+    header: str
+    groups: tuple[str, ...]
+    digits: int = 3
+    scale: float = 1.0
+    view: str = "both"
+
+
+# Columns naming the row, always shown (the table leaves out those with the same value on every row).
+RESULT_IDENTITY = (
+    ResultColumn("sweep", "sweep", ()), ResultColumn("device", "device", ()), ResultColumn("variant", "variant", ()),
+    ResultColumn("threads", "thr", ()), ResultColumn("pipeline", "pipeline", ()), ResultColumn("status", "status", ()),
+    ResultColumn("repeats", "n", (), view="series"), ResultColumn("jobs", "jobs", (), view="series"),
+    ResultColumn("repeat", "repeat", (), view="job"),
+)
+# The figures, by group. In the series view a figure is the mean over the valid repeats, except max W, peak MB and
+# model MB (maxima); sd is the sample standard deviation over the repeats.
+RESULT_FIGURES = (
+    ResultColumn("mean_ms", "mean ms", ("default", "latency")),
+    ResultColumn("mean_ms_sd", "sd ms", ("latency",), view="series"),
+    ResultColumn("p50_ms", "p50 ms", ("default", "latency")),
+    ResultColumn("p50_ms_sd", "p50 sd", ("latency",), view="series"),
+    ResultColumn("p90_ms", "p90 ms", ("default", "latency")),
+    ResultColumn("p90_ms_sd", "p90 sd", ("latency",), view="series"),
+    ResultColumn("p99_ms", "p99 ms", ("latency",), view="job"),
+    ResultColumn("throughput_ips", "inf/s", ("latency",), digits=0),
+    ResultColumn("energy_per_inference_mj", "mJ/inf", ("default", "energy")),
+    ResultColumn("energy_per_inference_net_mj", "net mJ/inf", ("energy",)),
+    ResultColumn("mean_w", "mean W", ("power",), digits=2),
+    ResultColumn("max_w", "max W", ("default", "power"), digits=2),
+    ResultColumn("peak_rss_mb", "peak MB", ("default", "memory"), digits=1),
+    ResultColumn("model_rss_mb", "model MB", ("memory",), digits=1),
+    ResultColumn("accuracy", "acc %", ("default", "accuracy"), digits=2, scale=100.0),
+    ResultColumn("size_kb", "KB", ("default",), digits=0),
+    ResultColumn("macs_m", "MMAC", ("default",), digits=1),
+)
+COLUMN_GROUPS = ("default", "latency", "energy", "power", "memory", "accuracy")
+
+
+def result_columns(groups: str, rows: list[dict[str, Any]], grouped: bool) -> list[ResultColumn]:
+    """The columns `--columns GROUP,...` asks for in the series (grouped) or job view, identity first; a figure
+    no row has a value of is left out (a database without power meters shows no power columns)."""
+    asked = [group.strip() for group in groups.split(",")]
+    unknown = [group for group in asked if group not in COLUMN_GROUPS]
+    if unknown or not asked:
+        raise UserError(f"--columns {groups}: unknown column group {', '.join(unknown)} "
+                        f"(a comma-separated list of {', '.join(COLUMN_GROUPS)})")
+    view = "series" if grouped else "job"
+    figures = [c for c in RESULT_FIGURES if set(c.groups) & set(asked)
+               and any(row.get(c.key) is not None for row in rows)]
+    return [c for c in (*RESULT_IDENTITY, *figures) if c.view in ("both", view)]
+
+
+def result_values(rows: list[dict[str, Any]], columns: list[ResultColumn]) -> QueryResult:
+    """The rows as CSV, JSON and Markdown carry them: one value per column key, figures unrounded (accuracy as
+    a fraction, as stored)."""
+    return QueryResult([c.key for c in columns], [tuple(_value(row, c.key) for c in columns) for row in rows])
+
+
+def _value(row: dict[str, Any], key: str) -> Any:
+    if key == "repeat":
+        return f"{row['repeat_index']}/{row['repeat_count']}" if row.get("repeat_index") else None
+    if key == "status" and "jobs" in row:  # a series row: ok when every repeat was
+        return "ok" if row["repeats"] == row["jobs"] else f"{row['repeats']}/{row['jobs']} ok"
+    return row.get(key)
+
+
+def _cell(row: dict[str, Any], column: ResultColumn) -> Text:
+    value = _value(row, column.key)
+    if column.key == "status":
+        return cell(value, STATUS_STYLE.get(value, "yellow" if row.get("repeats") else "red"))
+    if column.key == "repeat":
+        return cell(f"#{value}" if value else "-")
+    if column.groups and isinstance(value, int | float):
+        return cell(f"{value * column.scale:.{column.digits}f}")
+    return cell("-" if value is None else value)
+
+
+def results_table(rows: list[dict[str, Any]], columns: list[ResultColumn], title: str) -> Table:
+    """Results as a rich table: one row per series and sweep (its repeats aggregated) or one per job.
+
+    Identity columns that are the same on every row (sweep, device, threads, the job count when every repeat
+    was valid) are left out. A pipeline job's row (benchmark.pipeline) names its mode; its latency is per frame,
+    source to encoded, and inf/s its FPS.
     """
+    grouped = any(c.key == "repeats" for c in columns)
+    caption = ("latency in ms: nearest-rank percentiles of the timed sess.run calls; memory in MB (10^6 bytes)"
+               + ("; n: valid repeats, each figure their mean (max W, peak MB, model MB: their maximum), "
+                  "sd: sample standard deviation; --repeats shows each" if grouped else ""))
     table = Table(title=cell(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="latency in ms: nearest-rank percentiles of the timed sess.run calls",
-                  caption_justify="left")
-    show = {"device": len({row["device"] for row in rows}) > 1,
-            "thr": len({row["threads"] for row in rows}) > 1,
-            "pipeline": any(row.get("pipeline") for row in rows),
-            "inf/s": width > 100}
-    columns: list[tuple[str, str, Any]] = [
-        ("device", "left", lambda r: cell(r["device"])),
-        ("variant", "left", lambda r: cell(r["variant"])),
-        ("thr", "right", lambda r: str(r["threads"])),
-        ("pipeline", "left", lambda r: r.get("pipeline") or "-"),
-        ("status", "left", lambda r: cell(r["status"], STATUS_STYLE.get(r["status"], "red"))),
-        ("p50", "right", lambda r: _fmt(r["p50_ms"])),
-        ("p90", "right", lambda r: _fmt(r["p90_ms"])),
-        ("p99", "right", lambda r: _fmt(r["p99_ms"])),
-        ("inf/s", "right", lambda r: _fmt(r["throughput_ips"], 0)),
-        ("RSS MB", "right", lambda r: _fmt(r["peak_rss_mb"], 1)),
-        ("acc %", "right", lambda r: "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}"),
-        ("KB", "right", lambda r: _fmt(r["size_kb"], 0)),
-        ("MMAC", "right", lambda r: _fmt(r["macs_m"], 1)),
-    ]
-    columns = [column for column in columns if show.get(column[0], True)]
+                  caption=caption, caption_justify="left")
+    varying = {"sweep": len({row["sweep"] for row in rows}) > 1, "device": len({row["device"] for row in rows}) > 1,
+               "threads": len({row["threads"] for row in rows}) > 1,
+               "pipeline": any(row.get("pipeline") for row in rows),
+               "jobs": any(row["jobs"] != row["repeats"] for row in rows) if grouped else False}
+    shown = [c for c in columns if varying.get(c.key, True)]
     longest_variant = max((len(row["variant"]) for row in rows), default=7)
-    for name, justify, _ in columns:
-        table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                         min_width=longest_variant if name == "variant" else None)
+    for column in shown:
+        table.add_column(column.header, justify="left" if not column.groups else "right", no_wrap=True,
+                         min_width=longest_variant if column.key == "variant" else None)
     for row in rows:
-        table.add_row(*(cell(row) for _, _, cell in columns))
+        table.add_row(*(_cell(row, column) for column in shown))
     return table
+
+
+def table_width(console: Console, table: Table) -> int:
+    """The width to print a table at: the terminal's, or COLUMNS' when set; printed to a pipe or a file without
+    COLUMNS, the table's own width, so no column is cut at rich's default of 80."""
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console.width
+    unbounded = console.options.update(max_width=sys.maxsize)
+    return max(console.width, Measurement.get(console, unbounded, table).maximum)
 
 
 def _step_text(name: str, params: dict[str, Any]) -> str:
@@ -234,6 +320,18 @@ def build_failures(failures: list[FailedVariant]) -> list[Text]:
     """One line per variant that did not build: which step failed and why."""
     return [line((f"{failure.name}: build failed at {failure.step}:", "red"), f" {failure.reason}")
             for failure in failures]
+
+
+def job_reasons(report: SweepReport, shown: int = 8) -> list[Text]:
+    """Why jobs were not ok, most frequent first: one line per reason (jobs whose reasons differ only in their
+    numbers counted together, the first one quoted as written)."""
+    ranked = sorted(report.reasons.items(), key=lambda item: (-item[1][0], item[0]))
+    lines = [line((f"{count} {status}:", "red" if status == "error" else "yellow"), f" {first}")
+             for (status, _), (count, first) in ranked[:shown]]
+    if len(ranked) > shown:
+        lines.append(Text(f"... and {len(ranked) - shown} other reasons: orch query \"SELECT status, reasons, error "
+                          f"FROM results WHERE sweep_id = {report.sweep_id} AND status <> 'ok'\""))
+    return lines
 
 
 def query_table(result: QueryResult, max_rows: int) -> Table:

@@ -104,3 +104,28 @@ def test_repeat_measures_every_job_n_times(tmp_path: Path, built_tiny):
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "results.db") as db:
         assert db.execute("SELECT count(*) FROM results WHERE status = 'ok'").fetchone() == (3,)
+
+
+@pytest.mark.slow
+def test_a_sweep_with_invalid_or_failed_jobs_says_why_and_exits_non_zero(tmp_path: Path, built_tiny):
+    """Every job invalid (a spread limit no run can meet): exit code 3 and the reason counted once; a job whose
+    model cannot run: exit code 4. Every result is recorded either way."""
+    recipe = tmp_path / "one.yaml"
+    recipe.write_text(TINY_RECIPE.replace("ratio: [0, 0.5], finetune_epochs: [0, 1]", "ratio: 0, finetune_epochs: 0")
+                      .replace("threads: [1]", "threads: [1]\n  max_cv: 0.000001\n  repeat: 2"))
+    env = run_env(tmp_path)
+    env["ORCH_ARTIFACTS"] = str(built_tiny[2].root)
+    done = orch("sweep", str(recipe), env=env)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "4 invalid" in done.stdout
+    summary = [line for line in done.stdout.splitlines() if line.startswith("4 invalid:")]
+    assert len(summary) == 1 and "robust coefficient of variation" in summary[0], done.stdout  # one line, counted
+    assert "results are invalid" in done.stderr and "Traceback" not in done.stderr
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        assert db.execute("SELECT count(*) FROM results WHERE status = 'invalid'").fetchone() == (4,)
+    failing = tmp_path / "failing.yaml"
+    failing.write_text(recipe.read_text().replace("max_cv: 0.000001", "providers: [NoSuchExecutionProvider]"))
+    done = orch("sweep", str(failing), env=env)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert any(line.startswith("4 error:") and "NoSuchExecutionProvider" in line for line in done.stdout.splitlines())
+    assert "jobs ended in error" in done.stderr

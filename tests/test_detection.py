@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -23,10 +22,8 @@ from orchestrator.artifacts import npz_bytes
 from orchestrator.builder.detection import class_map, evaluation_set
 from orchestrator.datasets import coco, voc
 from orchestrator.errors import BuildError, DatasetError
-from orchestrator.models import MODELS
-from orchestrator.models.darknet import save_darknet
 from tests.support import REPO, orch, run_env
-from tests.support.datasets import CocoBox, VocBox, write_coco, write_voc
+from tests.support.datasets import CocoBox, VocBox, write_coco, write_person_study_data, write_voc
 from tests.support.detectors import trained_yolov5
 from tests.support.sshd import Fleet, sshd_available
 
@@ -274,14 +271,9 @@ def test_a_users_yolov5_export_is_quantized_and_scored_by_coco_map_on_the_device
 @pytest.mark.slow
 def test_the_tiny_yolov2_person_study_runs_end_to_end_with_ap_per_pruning_step(tmp_path: Path):
     """recipes/tinyyolov2-voc-person.yaml reduced: Darknet weights, a fresh person head retrained, iterative
-    pruning with AP after every round, BN folded, fp32 and int8, NMS in numpy and in the graph, every variant
-    scored by VOC2007 AP on the agent."""
-    torch.manual_seed(0)
-    (tmp_path / "data" / "weights").mkdir(parents=True)
-    save_darknet(MODELS.get("tiny_yolov2")(num_classes=20, in_channels=3).eval(),
-                 tmp_path / "data" / "weights" / "tiny-yolo-voc.weights")
-    write_voc(tmp_path / "data" / "VOCdevkit_parent", ids=[f"{index:06d}" for index in range(1, 25)])
-    shutil.move(tmp_path / "data" / "VOCdevkit_parent" / "VOCdevkit", tmp_path / "data" / "VOCdevkit")
+    pruning with AP after every round, BN folded, fp32 and int8, NMS in numpy and in the graph, and the baselines
+    (the 20-class source network, the retrained head), every variant scored by VOC2007 person AP on the agent."""
+    write_person_study_data(tmp_path / "data", images=24)
     (tmp_path / "recipes").mkdir()
     recipe = tmp_path / "recipes" / "tinyyolov2-voc-person.yaml"
     recipe.write_text((REPO / "recipes" / "tinyyolov2-voc-person.yaml").read_text()
@@ -302,8 +294,9 @@ def test_the_tiny_yolov2_person_study_runs_end_to_end_with_ap_per_pruning_step(t
     results = query(db, "SELECT v.name, r.status, r.accuracy_metric, r.accuracy, v.host_accuracy, v.sha256 "
                         "FROM results r JOIN variants v ON v.sha256 = r.variant_sha256")
     names = sorted(row[0] for row in results)
-    assert names == sorted(f"{prune}/fold/{q}{nms}" for prune in ("dense/ft1", "l1-0.50x2/ft1")
-                           for q in ("fp32", "int8_static") for nms in ("", "/nms"))
+    assert names == sorted([f"{prune}/fold/{q}{nms}" for prune in ("dense/ft1", "l1-0.50x2/ft1")
+                            for q in ("fp32", "int8_static") for nms in ("", "/nms")]
+                           + ["baseline/source", "baseline/retrained"])  # the 20-class network, the new head
     for name, status, metric, value, host, _ in results:
         assert status == "ok" and metric == "voc07_ap50" and 0 <= value <= 1, name
         assert value == pytest.approx(host, abs=1e-6), name  # the agent's AP is the host's: same bytes, same code

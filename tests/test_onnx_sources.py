@@ -5,6 +5,7 @@ device; one variant's failed build costs no other variant its measurement; `reci
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from agent.preprocess import Preprocess
 from orchestrator.lab import Lab
-from tests.support import onnx_models, orch, run_env
+from tests.support import one_line_error, onnx_models, orch, run_env
 
 pytestmark = pytest.mark.slow
 
@@ -154,3 +155,23 @@ def test_recipes_check_judges_the_onnx_file_without_reading_what_is_not_one(work
     recipe.write_text(recipe.read_text().replace("image_size: 32", "image_size: 64"))
     done = _check(recipe, env)
     assert done.returncode == 2 and "dataset.image_size" in done.stderr and "is 32x32 pixels" in done.stderr
+
+
+def test_accuracy_asked_of_an_unlabelled_folder_is_a_located_error_not_a_null(workshop: Path, tmp_path: Path):
+    """An image folder without class sub-folders has nothing to score on: accuracy: full_test_set (the default)
+    is refused, naming the key, before any job runs; accuracy: none measures without it."""
+    flat = workshop / "unlabelled"
+    flat.mkdir(exist_ok=True)
+    for path in sorted((workshop / "images").rglob("*.png"))[:12]:
+        shutil.copy(path, flat / f"{path.parent.name}-{path.name}")
+    recipe = workshop / "unlabelled.yaml"
+    recipe.write_text(RECIPE.format(name="unlabelled", file="zoo.onnx", presets="none")
+                      .replace("root: images", "root: unlabelled")
+                      .replace("  include:\n    - {simplify: true, quantize: [none, fp16, int8_static]}\n", ""))
+    one_line_error(orch("sweep", str(recipe), env=run_env(tmp_path)), "unlabelled.yaml", "benchmark.accuracy",
+                   "accuracy: none")
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        assert db.execute("SELECT count(*) FROM results").fetchone() == (0,)
+    recipe.write_text(recipe.read_text() + "  accuracy: none\n")
+    done = orch("sweep", str(recipe), env=run_env(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -3,25 +3,21 @@ real sshd board whose Python has no OpenCV (the Pillow path); every figure filed
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.fleet.devices import resolve_devices
 from orchestrator.fleet.inventory import load_inventory
 from orchestrator.lab.sweep import SweepObserver, SweepOptions, run_sweep
-from orchestrator.models import MODELS
-from orchestrator.models.darknet import save_darknet
 from orchestrator.recipes import load_recipe
 from orchestrator.results.db import open_database
 from tests.support import REPO, one_line_error, orch, recipe_refused, run_env
 from tests.support.clips import write_clip
-from tests.support.datasets import write_voc
+from tests.support.datasets import write_person_study_data
 from tests.support.fleet import QUICK_RETRY
 from tests.support.sshd import Fleet, sshd_available
 
@@ -58,13 +54,7 @@ class Results(SweepObserver):
 
 def study(tmp_path: Path, recipe: str = RECIPE) -> Path:
     """The reduced tiny-YOLOv2 person study's files: Darknet weights, a VOC2007 fixture, a 640x480 clip."""
-    torch.manual_seed(0)
-    data = tmp_path / "data"
-    (data / "weights").mkdir(parents=True)
-    save_darknet(MODELS.get("tiny_yolov2")(num_classes=20, in_channels=3).eval(),
-                 data / "weights" / "tiny-yolo-voc.weights")
-    write_voc(data / "voc", ids=[f"{index:06d}" for index in range(1, 13)])
-    shutil.move(data / "voc" / "VOCdevkit", data / "VOCdevkit")
+    data = write_person_study_data(tmp_path / "data", images=12)
     write_clip(data / "clip.avi", CLIP_FRAMES)
     (tmp_path / "recipes").mkdir()
     path = tmp_path / "recipes" / "pipeline.yaml"
@@ -159,7 +149,8 @@ def test_a_camera_source_needs_a_frame_count(tmp_path: Path):
 def test_a_camera_that_is_not_there_is_an_error_result_and_the_other_jobs_are_kept(tmp_path: Path):
     recipe = study(tmp_path, RECIPE.replace("source: ../data/clip.avi", "source: /dev/video57, frames: 64"))
     done = orch("sweep", str(recipe), "--devices", "local", env=run_env(tmp_path))
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 4, done.stdout + done.stderr  # jobs ended in error (orchestrator/errors.py)
+    assert "2 error:" in done.stdout and "/dev/video57" in done.stdout  # counted once, said once
     results = rows(tmp_path / "results.db", "SELECT pipeline_mode, status, error FROM results ORDER BY id")
     assert results[0][:2] == (None, "ok")  # the latency job measured
     assert [(mode, status) for mode, status, _ in results[1:]] == [("sequential", "error"), ("pipelined", "error")]

@@ -545,7 +545,9 @@ def test_sampler_integrates_a_live_sine_within_one_percent():
     assert result["energy_per_inference_mj"] == pytest.approx(result["energy_j"] * 1e3 / 120)
     net_j = result["energy_j"] - result["idle_w"] * result["window_s"]
     assert result["energy_per_inference_net_mj"] == pytest.approx(net_j * 1e3 / 120)
-    assert 3.0 <= result["max_w"] <= 7.0 and result["measured"] is True and result["method"] == meter.method
+    assert 3.0 <= result["max_w"] <= 7.0 and result["measured"] is True
+    # A sine's window mean may fall below its idle mean: within the idle noise, noted in the method, never flagged.
+    assert result["method"].startswith(meter.method)
     assert 100 < result["rate_hz"] <= 210
 
 

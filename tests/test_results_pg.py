@@ -33,14 +33,14 @@ def test_round_trip_views_and_quantile(postgres_url):  # noqa: F811
         latest = connection.execute(text("SELECT variant, p50_ms, throttled FROM latest_results "
                                           "ORDER BY variant")).all()
         pareto = connection.execute(text("SELECT variant, on_latency_front, on_energy_front FROM pareto")).all()
-        fom = connection.execute(text("SELECT variant, fom_per_ms_mj FROM fom ORDER BY variant")).all()
+        fom = connection.execute(text("SELECT variant, fom_pct_per_ms_mj FROM fom ORDER BY variant")).all()
         quantile = connection.execute(text(
             "SELECT samples_quantile(s.samples_ms, 0.5), samples_quantile(s.samples_ms, 1.0) "
             "FROM latency_samples s JOIN latest_results l ON l.result_id = s.result_id "
             "WHERE l.variant = 'fast'")).one()
     assert [tuple(r) for r in latest] == [("fast", 1.0, True), ("slow", 2.0, True)]
     assert [tuple(r) for r in pareto] == [("fast", 1, 1)]
-    assert fom[0][1] == pytest.approx(0.90 / 3.0)
+    assert fom[0][1] == pytest.approx(90.0 / (1.1 * 3.0))
     assert tuple(quantile) == pytest.approx((1.0, 1.1), abs=1e-6)
 
 

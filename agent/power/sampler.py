@@ -10,11 +10,13 @@
 Every sample and both window edges are stamped with time.monotonic_ns. Power
 meters are integrated trapezoidally inside the window (edges interpolated);
 energy counters are read right at each edge. A window holding fewer than
-`min_window_samples` meter samples is reported with a reason (the result is then invalid).
+`min_window_samples` meter samples is reported with a reason (the result is then invalid), and
+so is a net energy per inference below zero by more than the idle power's noise (net_energy_check).
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -29,9 +31,10 @@ def empty_result(method: str, meter: str, measured: bool = False,
                  reasons: Optional[List[str]] = None) -> Dict[str, Any]:
     """The power part of a result when nothing was measured (no meter, or it failed to open)."""
     return {"method": method, "meter": meter, "measured": measured, "samples": 0, "rate_hz": None,
-            "nominal_rate_hz": None, "idle_w": None, "idle_s": None, "mean_w": None, "max_w": None,
-            "energy_j": None, "energy_per_inference_mj": None, "energy_per_inference_net_mj": None,
-            "window_s": None, "dropped_lines": 0, "reasons": list(reasons or [])}
+            "nominal_rate_hz": None, "idle_w": None, "idle_std_w": None, "idle_s": None, "mean_w": None,
+            "max_w": None, "energy_j": None, "energy_per_inference_mj": None, "energy_per_inference_net_mj": None,
+            "energy_per_inference_net_noise_mj": None, "window_s": None, "dropped_lines": 0,
+            "reasons": list(reasons or [])}
 
 
 def summarize(kind: str, times_ns: List[int], values: List[float], window: Tuple[int, int],
@@ -47,23 +50,67 @@ def summarize(kind: str, times_ns: List[int], values: List[float], window: Tuple
         reasons.append(f"power window holds {inside.samples} samples, fewer than {min_window_samples}")
     idle_w = None
     idle_s = None
+    idle_std_w = None
     if idle_window is not None and idle_window[1] > idle_window[0]:
         idle = integrate(times_ns, values, idle_window[0], idle_window[1])
         idle_s = (idle_window[1] - idle_window[0]) / 1e9
         if idle.energy_j is not None:
             idle_w = idle.energy_j / idle_s
+        idle_std_w = idle_spread_w(kind, times_ns, values, idle_window)
         reasons.extend(f"idle baseline: {p}" for p in idle.problems)
     energy_j = inside.energy_j
     mean_w = energy_j / window_s if energy_j is not None and window_s > 0 else None
     per_inference = energy_j * 1e3 / inferences if energy_j is not None and inferences > 0 else None
     net = None
+    noise = None
+    notes: List[str] = []
     if per_inference is not None and energy_j is not None and idle_w is not None:
         net = (energy_j - idle_w * window_s) * 1e3 / inferences
-    return {"samples": inside.samples, "rate_hz": observed_rate_hz(times_ns), "idle_w": idle_w, "idle_s": idle_s,
-            "mean_w": mean_w, "max_w": inside.max_w, "energy_j": energy_j,
+        noise = (idle_std_w or 0.0) * window_s * 1e3 / inferences
+        reason, note = net_energy_check(net, noise, per_inference)
+        reasons.extend([reason] if reason else [])
+        notes.extend([note] if note else [])
+    return {"samples": inside.samples, "rate_hz": observed_rate_hz(times_ns), "idle_w": idle_w,
+            "idle_std_w": idle_std_w, "idle_s": idle_s, "mean_w": mean_w, "max_w": inside.max_w, "energy_j": energy_j,
             "energy_per_inference_mj": per_inference, "energy_per_inference_net_mj": net,
+            "energy_per_inference_net_noise_mj": noise,
             "window_s": window_s, "window_start_monotonic_ns": t_start, "window_end_monotonic_ns": t_end,
-            "reasons": reasons}
+            "reasons": reasons, "notes": notes}
+
+
+def idle_spread_w(kind: str, times_ns: List[int], values: List[float], idle_window: Tuple[int, int]) -> Optional[float]:
+    """Sample standard deviation of the idle power: of the power samples inside the idle window, or for a counter
+    of the power between successive readings there; None with fewer than two."""
+    inside = [i for i, t in enumerate(times_ns) if idle_window[0] <= t <= idle_window[1]]
+    if kind == "power":
+        watts = [values[i] for i in inside]
+    else:
+        watts = [(values[b] - values[a]) * 1e9 / (times_ns[b] - times_ns[a])
+                 for a, b in zip(inside, inside[1:]) if times_ns[b] > times_ns[a]]
+    return statistics.stdev(watts) if len(watts) >= 2 else None
+
+
+def net_energy_check(net_mj: float, noise_mj: float, gross_mj: float) -> Tuple[Optional[str], Optional[str]]:
+    """(reason the result is invalid, note for the method text) for a net energy per inference below zero.
+
+    Running a model cannot take the board below its idle power, so a negative net energy is noise or a fault.
+    The noise bound is the energy per inference the window would gain or lose if its power sat one idle standard
+    deviation away from the idle mean for the whole window: idle_std_w x window_s / inferences. That is generous on
+    purpose: the window's own mean averages many samples (its error is far below one standard deviation), and one
+    standard deviation also covers a baseline that drifts by as much as idle power ordinarily varies. Below minus
+    that bound, the baseline or the meter is wrong (a baseline taken while something else ran, a meter glitch): the
+    result is flagged. A negative within it is kept and noted. A relative 1e-9 of the gross energy absorbs
+    rounding where the idle power did not vary at all.
+    """
+    if net_mj >= 0:
+        return None, None
+    bound = noise_mj + 1e-9 * abs(gross_mj)
+    if -net_mj > bound:
+        return (f"net energy per inference {net_mj:.4g} mJ is below zero by more than the idle power's noise "
+                f"over the window ({noise_mj:.4g} mJ): the idle baseline or the meter is wrong"), None
+    if -net_mj <= 1e-9 * abs(gross_mj):
+        return None, None
+    return None, f"net energy per inference {net_mj:.4g} mJ: below zero within the idle noise ({noise_mj:.4g} mJ)"
 
 
 class PowerSampler:
@@ -193,6 +240,9 @@ class PowerSampler:
         result = empty_result(meter.method, meter.name, measured=meter.is_measurement)
         result.update(summarize(meter.kind, self.times_ns, self.values, (self.t_start_ns, self.t_end_ns),
                                 self.idle_window, inferences, self.min_window_samples))
+        notes = result.pop("notes")
+        if notes:
+            result["method"] = f"{result['method']}; {'; '.join(notes)}"
         result["nominal_rate_hz"] = self.rate_hz
         result["dropped_lines"] = meter.dropped_lines
         if self.error is not None:

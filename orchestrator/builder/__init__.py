@@ -55,4 +55,5 @@ STEPS: Registry[BuildStep] = Registry("build step", modules={
     "train": "orchestrator.builder.train", "finetune": "orchestrator.builder.train",
     "import_onnx": "orchestrator.builder.onnx_source", "resize_input": "orchestrator.builder.onnx_source",
     "convert_opset": "orchestrator.builder.onnx_source", "limit_opset": "orchestrator.builder.onnx_source",
-    "simplify": "orchestrator.builder.simplify", "graph_nms": "orchestrator.builder.graph_nms"})
+    "simplify": "orchestrator.builder.simplify", "graph_nms": "orchestrator.builder.graph_nms",
+    "import_weights": "orchestrator.builder.baseline"})

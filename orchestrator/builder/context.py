@@ -83,15 +83,16 @@ class BuildContext:
             self._resized[key] = resized.numpy()
         return self._resized[key]
 
-    def new_model(self) -> Any:
-        """A freshly initialised model of the recipe's architecture."""
+    def new_model(self, num_classes: int | None = None) -> Any:
+        """A freshly initialised model of the recipe's architecture, scoring the data set's classes (or
+        `num_classes`: a source network's own head, variants.baselines)."""
         if self.recipe.model.arch is None:
             raise BuildError(f"{self.loaded.path}: model is an ONNX file; this step needs a torch model")
         problem = self.recipe.model.options_problem()
         if problem:
             raise self.loaded.error_at(("model", "options"), problem)
         factory = MODELS.get(self.recipe.model.arch)
-        return factory(num_classes=self.splits.num_classes, in_channels=self.splits.in_channels,
+        return factory(num_classes=num_classes or self.splits.num_classes, in_channels=self.splits.in_channels,
                        **self.recipe.model.options)
 
     def detection_head(self) -> tuple[list[tuple[float, float]], int] | None:

@@ -23,7 +23,8 @@ app.add_typer(devices.app, name="devices")
 
 # How each kind of error is told, by the exit code it maps to.
 PREFIX = {ExitCode.BAD_INPUT: "[red]error:[/red]", ExitCode.INTERRUPTED: "[yellow]interrupted:[/yellow]",
-          ExitCode.FAILURE: "[red]failed:[/red]"}
+          ExitCode.FAILURE: "[red]failed:[/red]", ExitCode.JOBS_FAILED: "[red]failed:[/red]",
+          ExitCode.JOBS_INVALID: "[yellow]invalid:[/yellow]"}
 
 
 def main() -> None:

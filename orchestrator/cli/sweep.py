@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,13 +21,19 @@ from orchestrator.cli.options import (
 )
 from orchestrator.errors import FailureFound, RecipeError, UserError
 from orchestrator.recipes import check_recipe, expand, load_recipe
+from orchestrator.results.export import TEXT_FORMATS, write_text
 from orchestrator.ui import (
+    COLUMN_GROUPS,
     SweepProgress,
     build_failures,
+    job_reasons,
     line,
     plans_table,
+    result_columns,
+    result_values,
     results_table,
     sweep_summary,
+    table_width,
     variants_table,
 )
 
@@ -58,11 +65,10 @@ def sweep(
         report = where.sweep(recipe, devices, force=force, wait_for_lock=lock == "wait", repeat=repeat,
                              observer=progress, target_runtime=target_runtime)
     show(sweep_summary(report, progress.built_fresh, where.engine.url.database or str(where.engine.url)),
-         *build_failures(report.failed_builds))
-    problems = [f"{board.device} is down: {board.reason}" for board in report.down]
-    problems += [f"{len(report.failed_builds)} variants did not build"] if report.failed_builds else []
-    if problems:
-        raise FailureFound("; ".join(problems))
+         *build_failures(report.failed_builds), *job_reasons(report))
+    failure = report.failure()
+    if failure is not None:
+        raise failure
 
 
 def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOption = Path("artifacts"),
@@ -86,11 +92,24 @@ def results(
     sweep: Annotated[str, typer.Option(help="`last`, `all` or a sweep id.")] = "last",
     device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
     recipe: Annotated[str | None, typer.Option(help="Only sweeps of this recipe name.")] = None,
+    columns: Annotated[str, typer.Option(help=f"Column groups, comma-separated: {', '.join(COLUMN_GROUPS)}.")]
+    = "default",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or markdown.")] = "table",
+    repeats: Annotated[bool, typer.Option("--repeats", help="One row per job (each repeat), not per series.")]
+    = False,
     db: DbOption = None,
 ) -> None:
-    """Show recorded results as a table."""
-    rows = lab(db).results(sweep=sweep, device=device, recipe=recipe)
-    show(results_table(rows, title=f"results (sweep {sweep})", width=console.width))
+    """Show recorded results: one row per series and sweep, its valid repeats aggregated (--repeats: every job)."""
+    if fmt not in ("table", *TEXT_FORMATS):
+        raise UserError(f"--format {fmt}: unknown format (one of table, {', '.join(TEXT_FORMATS)})")
+    rows = lab(db).results(sweep=sweep, device=device, recipe=recipe, repeats=repeats)
+    chosen = result_columns(columns, rows, grouped=not repeats)
+    if fmt != "table":
+        write_text(result_values(rows, chosen), fmt, sys.stdout)
+        return
+    table = results_table(rows, chosen, title=f"results (sweep {sweep})")
+    console.width = table_width(console, table)  # rich caps a print's width at the console's
+    show(table)
 
 
 recipes_app = typer.Typer(help="Check and inspect recipes.", no_args_is_help=True)

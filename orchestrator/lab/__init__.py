@@ -35,7 +35,7 @@ from orchestrator.results.export import Exported, export_tables
 from orchestrator.results.findings import RegressReport
 from orchestrator.results.judge import RegressConfig
 from orchestrator.results.nightly_report import NightlyReport, write_reports
-from orchestrator.results.queries import resolve_series, resolve_sweep, result_rows
+from orchestrator.results.queries import resolve_series, resolve_sweep, result_rows, series_rows
 from orchestrator.results.readonly import (
     DEFAULT_TIMEOUT_S,
     QueryResult,
@@ -124,10 +124,12 @@ class Lab:
         return loaded.with_target_runtime(target_runtime) if target_runtime is not None else loaded
 
     # -- reading results -------------------------------------------------------------------------------------
-    def results(self, sweep: str = "last", device: str | None = None,
-                recipe: str | None = None) -> list[dict[str, Any]]:
-        """Recorded results as flat rows (results/queries.py)."""
-        return result_rows(self.engine, sweep=sweep, device=device, recipe=recipe)
+    def results(self, sweep: str = "last", device: str | None = None, recipe: str | None = None,
+                repeats: bool = False) -> list[dict[str, Any]]:
+        """Recorded results as flat rows (results/queries.py): one per series and sweep with its valid repeats
+        aggregated, or with `repeats` one per job."""
+        rows = result_rows if repeats else series_rows
+        return rows(self.engine, sweep=sweep, device=device, recipe=recipe)
 
     def readonly(self, timeout_s: float = DEFAULT_TIMEOUT_S, allow_privileged_role: bool = False) -> ReadOnly:
         """The results database opened for reading only (results/readonly.py: it never changes the file)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.spec import BoardPaths, EvaluationSpec, InputSpec, JobSpec
 from orchestrator.builder.pipeline import BuiltVariant
+from orchestrator.errors import UserError
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.scheduler import QueuedJob
 from orchestrator.lab.pipelines import pipeline_spec, source_files
@@ -54,17 +55,21 @@ def job_spec(recipe: Recipe, job: Job, evaluation_sha256: str | None, paths: Boa
     board = job.device.board
     model_input = job.variant.meta["input"]
     pipeline = None
+    measure = bench.measure
     if job.pipeline is not None and bench.pipeline is not None and source is not None:
         settings = bench.pipeline
         pipeline = pipeline_spec(job.variant.meta["detector"], source, job.pipeline, settings.frames,
                                  settings.queue_size, settings.save_frames, confidence=settings.confidence)
         evaluation_sha256 = None  # the latency job of the same variant scores it
+        measure = replace(measure, inputs="synthetic")  # the frames are a pipeline job's measurement
+    elif measure.inputs == "evaluation_set":
+        refuse_evaluation_inputs(recipe, job.variant, evaluation_sha256)
     return JobSpec(
         artifact_sha256=job.variant.sha256,
         inputs=[InputSpec(model_input["name"], list(model_input["shape"]), model_input["dtype"])],
         providers=providers_for(bench, board.providers if board else None),
         intra_op_threads=job.threads, inter_op_threads=1, graph_optimization=bench.graph_optimization,
-        warmup=bench.warmup, measure=bench.measure,
+        warmup=bench.warmup, measure=measure,
         evaluation=evaluation_spec(job.variant, evaluation_sha256, bench.keep_detections),
         seed=recipe.train.seed,
         power=power_for(bench.power, board.power if board else None), power_idle_s=bench.power_idle_s,
@@ -72,6 +77,21 @@ def job_spec(recipe: Recipe, job: Job, evaluation_sha256: str | None, paths: Boa
         thermal=thermal_for(bench.thermal, board.thermal if board else None),
         rest_s=bench.rest_s, max_cv=bench.max_cv,
         repeat={"index": job.repeat, "of": job.repeats} if job.repeats > 1 else None, pipeline=pipeline)
+
+
+def refuse_evaluation_inputs(recipe: Recipe, variant: BuiltVariant, evaluation_sha256: str | None) -> None:
+    """UserError when benchmark.measure.inputs evaluation_set cannot feed `variant` its test set: the set is shipped
+    and scored only with benchmark.accuracy full_test_set (the accuracy comes free from the timed pass, so a set
+    shipped only to be fed would be scored anyway), and only a top-1 set can be fed (a detection set's images are
+    files to decode, the agent's SpecError says the same)."""
+    where = f"recipe {recipe.name}: benchmark.measure.inputs evaluation_set"
+    if recipe.benchmark.accuracy != "full_test_set":
+        raise UserError(f"{where} feeds the timed runs from the test set, which benchmark.accuracy: "
+                        f"{recipe.benchmark.accuracy} does not ship; set benchmark.accuracy: full_test_set")
+    if evaluation_sha256 is None:
+        raise UserError(f"{where}: the data set has no labelled test split to feed")
+    if variant.meta.get("evaluation") is not None:
+        raise UserError(f"{where} is for top-1 sets; variant {variant.name} is scored as a detector")
 
 
 def evaluation_spec(variant: BuiltVariant, sha256: str | None, keep_detections: bool) -> EvaluationSpec | None:

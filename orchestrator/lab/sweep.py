@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from sqlalchemy import Engine
 from agent.result import error_result
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.builder.pipeline import BuildOutcome, BuiltVariant, FailedVariant, build_recipe
-from orchestrator.errors import DeviceError, Interrupted
+from orchestrator.errors import DeviceError, FailureFound, Interrupted, JobsFailed, JobsInvalid
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.local import LocalTransport
 from orchestrator.fleet.scheduler import (
@@ -49,6 +50,8 @@ from orchestrator.results.mapping import series_identity
 from orchestrator.results.queries import ok_results_by_series
 from orchestrator.results.store import ResultsStore
 from orchestrator.runtimes import Runtime
+
+NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 @dataclass
@@ -97,6 +100,33 @@ class SweepReport:
     timings: list[JobTiming] = field(default_factory=list)
     failed_builds: list[FailedVariant] = field(default_factory=list)
     target: Runtime | None = None
+    # Why results were not ok: (status, reason with its numbers blanked) -> (how many, the first one as written).
+    reasons: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+
+    def failure(self) -> FailureFound | None:
+        """What the sweep's exit code says (orchestrator/errors.py), the first that applies: a board down or a
+        variant not built, then jobs that ended in error, then invalid results; None when every job is ok."""
+        problems = [f"{board.device} is down: {board.reason}" for board in self.down]
+        problems += [f"{len(self.failed_builds)} variants did not build"] if self.failed_builds else []
+        if problems:
+            return FailureFound("; ".join(problems))
+        if self.statuses.get("error"):
+            return JobsFailed(f"{self.statuses['error']} jobs ended in error: nothing was measured for them")
+        if self.statuses.get("invalid"):
+            return JobsInvalid(f"{self.statuses['invalid']} results are invalid: measured, but not to be trusted")
+        return None
+
+    def note_reasons(self, result: dict[str, Any]) -> None:
+        """Count why an invalid or error result is not ok, jobs with the same reason but other numbers together."""
+        status = str(result.get("status", "error"))
+        if status == "ok":
+            return
+        found = [str(reason) for reason in result.get("reasons") or []] if status == "invalid" else \
+            [str(result.get("error") or "no reason given")]
+        for reason in found:
+            key = (status, NUMBER.sub("#", reason))
+            count, first = self.reasons.get(key, (0, reason))
+            self.reasons[key] = (count + 1, first)
 
     @property
     def jobs_done(self) -> int:
@@ -167,6 +197,11 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
                             lambda: LocalTransport(store.root).info())
     built = build_and_record(loaded, engine, store, observer,
                              evaluation=loaded.recipe.benchmark.accuracy == "full_test_set", target=target)
+    if loaded.recipe.benchmark.accuracy == "full_test_set" and built.variants and built.evaluation is None:
+        raise loaded.error_at(("benchmark", "accuracy"), "is full_test_set, but the data set has no labelled test "
+                                                         "split to score on the devices (an unlabelled folder, or "
+                                                         "detection data without model.detection): set "
+                                                         "accuracy: none to measure without it")
     report = benchmark(loaded, built.variants, built.evaluation, devices, engine, store, observer, kind, options,
                        failures=built.failures)
     report.target = target
@@ -324,6 +359,7 @@ class Recorder:
                                    json.loads(item.spec_json), result)
         status = str(result.get("status", "error"))
         self.report.statuses[status] = self.report.statuses.get(status, 0) + 1
+        self.report.note_reasons(result)
         self.observer.job_finished(job, result)
 
     def record_unbuilt(self, device: DeviceSpec, variant_id: str, spec: dict[str, Any], reason: str) -> None:

@@ -2,7 +2,9 @@
 
 A variant's name is its lineage in short: `l1-0.50/ft2/int8_static` is pruned
 50% with L1 importance, fine-tuned 2 epochs and statically quantized; `/nms`
-at the end: a detector with its NMS inside the graph.
+at the end: a detector with its NMS inside the graph. Baselines (`variants.baselines`)
+come after the grid: `baseline/source` (the weights file's network as it is) and
+`baseline/retrained` (the network after `retrain`, before compression), fp32.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.recipes.loading import LoadedRecipe
-from orchestrator.recipes.schema import QuantizeSpec, VariantsGrid
+from orchestrator.recipes.schema import QUANTIZE_PRESETS, QuantizeSpec, VariantsGrid
 from orchestrator.runtimes import Runtime
 
 # The most variants one recipe may build (a typo in an axis can ask for millions).
@@ -62,7 +64,8 @@ def expand(loaded: LoadedRecipe, target: Runtime | None = None) -> list[VariantP
     it loads, kernels it has). Two grids that give one name to different builds are a RecipeError."""
     plans: dict[str, VariantPlan] = {}
     grids = loaded.recipe.variants.grids()
-    total = sum(grid_size(loaded, grid) for grid in grids)
+    baselines = len(loaded.recipe.variants.baselines) * len(grids[0].input_size or [0])
+    total = sum(grid_size(loaded, grid) for grid in grids) + baselines
     if total > MAX_VARIANTS:
         raise loaded.error_at(("variants",), f"the grid has {total} variants, more than the {MAX_VARIANTS} one recipe "
                                              "may build: split the study into several recipes")
@@ -73,7 +76,42 @@ def expand(loaded: LoadedRecipe, target: Runtime | None = None) -> list[VariantP
                 raise loaded.error_at(("variants", "include", index - 1) if index else ("variants",),
                                       f"variant {plan.name} is built differently by an earlier grid (a setting "
                                       "that is not part of variant names differs); give it its own recipe")
+    for plan in baseline_plans(loaded, grids[0], target):
+        same = next((known for known in plans.values() if known.steps == plan.steps), None)
+        if same is not None:
+            where = loaded.recipe.variants.baselines.index(plan.axes["baseline"])
+            raise loaded.error_at(("variants", "baselines", where),
+                                  f"{plan.name} is built exactly as the grid's variant {same.name}: drop "
+                                  f"{plan.axes['baseline']!r} from baselines (that variant is the baseline)")
+        plans[plan.name] = plan
     return list(plans.values())
+
+
+def baseline_plans(loaded: LoadedRecipe, grid: VariantsGrid, target: Runtime | None) -> list[VariantPlan]:
+    """The recipe's baselines (schema.py BASELINES) as plans: each exported fp32 at every input size of the main
+    grid, with no compression step. `source` loads the weights file whole (its own head, however many classes it
+    scores: a detector's labels are scored as the data set's classes of the same name); `retrained` is the main
+    grid's training and retrain, the very steps (and cache entries) its compressed variants start from."""
+    recipe = loaded.recipe
+    max_opset = target.max_opsets.get("", grid.opset) if target else grid.opset
+    sizes = grid.input_size or [recipe.dataset.image_size]
+    plans = []
+    for baseline, size in itertools.product(recipe.variants.baselines, sizes):
+        if baseline == "source":
+            model = _model_params(loaded)
+            weights = {key: value for key, value in model.pop("weights").items() if key != "skip_head"}
+            chain = [Step(name="import_weights", params={"model": model, "weights": weights,
+                                                         "dataset": recipe.dataset.model_dump()})]
+        else:
+            chain = _trained(loaded, grid)
+        chain.append(Step(name="export", params={"image_size": size, "opset": min(grid.opset, max_opset)}))
+        name = f"baseline/{baseline}" + (f"/{size}px" if grid.input_size else "")
+        plans.append(VariantPlan(name=name, steps=tuple(chain), axes={
+            "baseline": baseline, "prune_method": None, "prune_ratio": 0.0, "prune_scope": None,
+            "prune_steps": None, "finetune_epochs": 0, "sparsity_target": 0.0, "fold_bn": False, "distill": None,
+            "input_size": size, "simplify": False, "quantize": QUANTIZE_PRESETS["none"].label, "graph_nms": False,
+            "target_runtime": target.version if target else None}))
+    return plans
 
 
 def grid_size(loaded: LoadedRecipe, grid: VariantsGrid) -> int:
@@ -125,8 +163,8 @@ def _expand_grid(loaded: LoadedRecipe, grid: VariantsGrid, target: Runtime | Non
             parts.append("nms")
         name = "/".join(parts)
         plans.setdefault(name, VariantPlan(name=name, steps=tuple(steps), axes={
-            **axes, "input_size": size, "simplify": simplify, "quantize": quantize.label, "graph_nms": graph_nms,
-            "target_runtime": target.version if target else None}))
+            "baseline": None, **axes, "input_size": size, "simplify": simplify, "quantize": quantize.label,
+            "graph_nms": graph_nms, "target_runtime": target.version if target else None}))
     return list(plans.values())
 
 
@@ -147,21 +185,34 @@ def _onnx_prefixes(loaded: LoadedRecipe) -> list[tuple[str, list[Step], dict[str
     return [("", [source], {})]
 
 
-def _torch_prefixes(loaded: LoadedRecipe, variants: VariantsGrid) -> list[tuple[str, list[Step], dict[str, Any]]]:
-    """Every torch-side lineage (training through folding) of one grid, with its name and axis values."""
+def _model_params(loaded: LoadedRecipe) -> dict[str, Any]:
+    """The model section as a step's parameters: weights with their resolved path, format and content hash."""
     recipe = loaded.recipe
     model = recipe.model.model_dump()
     if recipe.model.weights is not None:
         weights_path = loaded.resolve(recipe.model.weights.path)
         model["weights"] = {"path": str(weights_path), "format": recipe.model.weights.resolved_format,
                             "skip_head": recipe.model.weights.skip_head, "sha256": file_sha256(weights_path)}
-    base = [Step(name="train", params={"model": model, "dataset": recipe.dataset.model_dump(),
+    return model
+
+
+def _trained(loaded: LoadedRecipe, variants: VariantsGrid) -> list[Step]:
+    """The steps of the trained network before compression: training, then the grid's retrain if it has one."""
+    recipe = loaded.recipe
+    base = [Step(name="train", params={"model": _model_params(loaded), "dataset": recipe.dataset.model_dump(),
                                        "train": recipe.train.model_dump()})]
-    training = {"batch_size": recipe.train.batch_size, "seed": recipe.train.seed}
     if variants.retrain is not None:
-        base.append(Step(name="finetune", params={**training, "epochs": variants.retrain.epochs,
-                                                  "lr": variants.retrain.lr, "trainable": variants.retrain.trainable,
-                                                  "distill": None}))
+        base.append(Step(name="finetune", params={"batch_size": recipe.train.batch_size, "seed": recipe.train.seed,
+                                                  "epochs": variants.retrain.epochs, "lr": variants.retrain.lr,
+                                                  "trainable": variants.retrain.trainable, "distill": None}))
+    return base
+
+
+def _torch_prefixes(loaded: LoadedRecipe, variants: VariantsGrid) -> list[tuple[str, list[Step], dict[str, Any]]]:
+    """Every torch-side lineage (training through folding) of one grid, with its name and axis values."""
+    recipe = loaded.recipe
+    base = _trained(loaded, variants)
+    training = {"batch_size": recipe.train.batch_size, "seed": recipe.train.seed}
     prune = variants.prune
     finetune_lr = prune.finetune_lr or recipe.train.lr / 5
     distills: list[dict[str, Any] | None] = [None]

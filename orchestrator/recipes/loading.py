@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from orchestrator.datasets import DATASETS
 from orchestrator.errors import LocatedError, RecipeError, UserError
-from orchestrator.recipes.schema import Recipe, onnx_source_conflicts
+from orchestrator.recipes.schema import Recipe, baseline_conflicts, onnx_source_conflicts
 from orchestrator.yamlfile import YamlDocument, dotted, read_yaml
 
 
@@ -70,7 +70,7 @@ def load_recipe(path: str | Path, allow_command_meter: bool = False) -> LoadedRe
         recipe = Recipe.model_validate(document.data)
     except ValidationError as exc:
         raise _recipe_error(document, exc) from None
-    for key_path, message in onnx_source_conflicts(recipe):
+    for key_path, message in onnx_source_conflicts(recipe) + baseline_conflicts(recipe):
         raise document.error_at(key_path, message)
     if (recipe.benchmark.power or {}).get("type") == "command" and not allow_command_meter:
         raise document.error_at(("benchmark", "power", "type"), COMMAND_METER_REFUSED)

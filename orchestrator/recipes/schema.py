@@ -4,7 +4,8 @@
     model:     {arch, options, weights} or {onnx: PATH}
     dataset:   one of the registered data sets (orchestrator/datasets/), chosen by `name`
     train:     how the base model is trained (absent or epochs 0 with imported weights: use them as they are)
-    variants:  retrain, prune, sparsify, distill, fold_bn, input_size, opset, quantize; include (more grids)
+    variants:  retrain, prune, sparsify, distill, fold_bn, input_size, opset, quantize; include (more grids);
+               baselines (the source network and the retrained one, as variants of their own)
     benchmark: warm-up and measurement gates, threads, providers, accuracy
 """
 
@@ -328,8 +329,25 @@ class VariantsGrid(Spec):
     calibration_samples: int = Field(128, gt=0)
 
 
+# The baseline variants a recipe may add to its grid (variants.baselines), with what each one is.
+BASELINES = {
+    "source": "the network as its weights file holds it (model.weights whole, its own head): no training, "
+              "no retrain, no compression",
+    "retrained": "the trained network after variants.retrain (if any), before any pruning, fine-tuning, "
+                 "sparsity, folding or quantization",
+}
+
+
+def _known_baselines(names: list[str]) -> list[str]:
+    for index, name in enumerate(names):
+        if name not in BASELINES:
+            raise ValueError(f"[{index}] unknown baseline {name!r}; known: "
+                             + "; ".join(f"{known} ({what})" for known, what in BASELINES.items()))
+    return list(dict.fromkeys(names))
+
+
 class VariantsSpec(VariantsGrid):
-    """The recipe's variants: a grid (see VariantsGrid), plus further grids in `include`.
+    """The recipe's variants: a grid (see VariantsGrid), plus further grids in `include`, plus baselines.
 
     include: a list of grids whose variants are added to this one's (duplicates merged). Each entry
         is this section with the sections the entry names replaced whole: `{sparsify: {ratio: 0.5}}`
@@ -338,10 +356,14 @@ class VariantsSpec(VariantsGrid):
     target_runtime: build every variant for an onnxruntime: `auto` (the oldest among the sweep's boards, or this
         machine's for `orch build`), or a release such as "1.16" (absent: this machine's onnxruntime; every
         artifact still imports only the opsets it uses, and each board refuses what it cannot load)
+    baselines: reference networks built, measured and scored as variants of the study, fp32, at each input size
+        of this grid (BASELINES): `source` (variant `baseline/source`) and `retrained` (`baseline/retrained`)
     """
 
     include: list[VariantsGrid] = Field(default_factory=list)
     target_runtime: str | None = None
+    baselines: Annotated[list[str], BeforeValidator(_as_list), AfterValidator(_known_baselines)] = \
+        Field(default_factory=list)
 
     @field_validator("target_runtime")
     @classmethod
@@ -498,7 +520,17 @@ TORCH_ONLY = {
     "sparsify": lambda v: any(r > 0 for r in v.sparsify.ratio),
     "distill": lambda v: v.distill is not None,
     "fold_bn": lambda v: any(v.fold_bn),
+    "baselines": lambda v: bool(getattr(v, "baselines", ())),
 }
+
+
+def baseline_conflicts(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
+    """Baselines a recipe cannot build, as (key path, message) pairs: `source` needs a weights file to be."""
+    if recipe.model.arch is None or recipe.model.weights is not None:
+        return []
+    return [(("variants", "baselines", index), "`source` is the network as its weights file holds it, but the "
+             "model has no `weights`: give model.weights, or use `retrained` (the trained network before "
+             "compression)") for index, name in enumerate(recipe.variants.baselines) if name == "source"]
 
 
 def onnx_source_conflicts(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:

@@ -33,7 +33,7 @@ ORCH_TABLES = {"sweeps", "devices", "variants", "results"}
 BUSY_TIMEOUT_MS = 30_000
 # The newest migration in migrations/versions (tests check that alembic agrees). Opening a database
 # already at this revision needs no alembic at all, which keeps every command's start-up short.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 MIGRATION_LOCK_ID = 0x6F726368  # "orch": PostgreSQL advisory lock held while migrating
 P = ParamSpec("P")
 T = TypeVar("T")

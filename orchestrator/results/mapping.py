@@ -27,8 +27,9 @@ def _sha256_json(value: Any) -> str:
 def series_config(spec: dict[str, Any]) -> dict[str, Any]:
     """The run configuration that, with device and variant, defines a series.
 
-    Providers, thread counts, graph optimization, input shapes and the evaluation set: what changes the
-    numbers by design. Measurement gates, seeds and power/thermal settings are not part of it.
+    Providers, thread counts, graph optimization, input shapes, the evaluation set and what the timed loop
+    feeds the model (measure.inputs): what changes the numbers by design. Measurement gates, seeds and
+    power/thermal settings are not part of it.
     """
     config = {name: spec.get(name) for name in SERIES_CONFIG_FIELDS}
     config["providers"] = list(config["providers"] or [])
@@ -38,6 +39,10 @@ def series_config(spec: dict[str, Any]) -> dict[str, Any]:
     pipeline = spec.get("pipeline")
     if pipeline:  # only pipeline jobs carry the key, so every older series keeps its digest
         config["pipeline"] = {name: pipeline.get(name) for name in PIPELINE_CONFIG_FIELDS}
+    if (spec.get("measure") or {}).get("inputs") == "evaluation_set":
+        # Timed over the real test images: never compared with the synthetic input. Only these jobs carry the
+        # key, so every series timed on synthetic input (all of them before measure.inputs) keeps its digest.
+        config["measure_inputs"] = "evaluation_set"
     return config
 
 
@@ -88,6 +93,7 @@ def variant_axis_columns(axes: dict[str, Any]) -> dict[str, Any]:
         "fold_bn": axes.get("fold_bn"), "distilled": bool(axes["distill"]) if "distill" in axes else None,
         "input_size": axes.get("input_size"), "quantize": axes.get("quantize"), "simplify": axes.get("simplify"),
         "target_runtime": axes.get("target_runtime"), "graph_nms": axes.get("graph_nms"),
+        "baseline": axes.get("baseline"),
     }
 
 
@@ -164,6 +170,7 @@ def result_columns(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, An
             "session_create_ms", "first_run_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
             "max_ms", "iterations", "duration_s", "throughput_ips", "timed_s", "warmup_iterations", "warmup_s")},
         "rss_before_session_mb": memory.get("rss_before_session_mb"), "peak_rss_mb": memory.get("peak_rss_mb"),
+        "model_rss_mb": memory.get("model_mb"), "measure_inputs": timing.get("inputs"),
         "accuracy_metric": accuracy.get("metric"), "accuracy": accuracy.get("value"),
         "accuracy_n": accuracy.get("n"), "postprocess_ms_per_image": accuracy.get("postprocess_ms_per_image"),
         "repeat_index": repeat.get("index"), "repeat_count": repeat.get("of"),

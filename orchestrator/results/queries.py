@@ -1,18 +1,25 @@
-"""Reading results back: the rows `orch results` shows."""
+"""Reading results back: the rows `orch results` shows, one per job (`result_rows`) or one per series and sweep
+with its repeats aggregated (`series_rows`, from the series_sweeps view)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import UserError
 from orchestrator.results.db import translate_errors
 from orchestrator.results.schema import Device, Result, Series, Sweep, Variant
 
-RESULT_COLUMNS = ("sweep", "device", "variant", "threads", "pipeline", "status", "p50_ms", "p90_ms",
-                  "p99_ms", "throughput_ips", "peak_rss_mb", "accuracy", "energy_per_inference_mj", "size_kb", "macs_m")
+RESULT_COLUMNS = ("sweep", "device", "variant", "threads", "pipeline", "status", "repeat_index", "repeat_count",
+                  "mean_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "energy_per_inference_mj",
+                  "energy_per_inference_net_mj", "mean_w", "max_w", "peak_rss_mb", "model_rss_mb", "accuracy",
+                  "size_kb", "macs_m")
+# series_sweeps' figures that series_rows passes on (the view's names: see migration 0007).
+SERIES_FIGURES = ("repeats", "jobs", "invalid_jobs", "error_jobs", "mean_ms", "mean_ms_sd", "p50_ms", "p50_ms_sd",
+                  "p90_ms", "p90_ms_sd", "throughput_ips", "energy_per_inference_mj", "energy_per_inference_net_mj",
+                  "mean_w", "max_w", "peak_rss_mb", "model_rss_mb", "accuracy")
 
 
 @translate_errors
@@ -51,13 +58,35 @@ def result_rows(engine: Engine, sweep: str | None = "last", device: str | None =
         return [{
             "sweep": result.sweep_id, "device": device_name, "variant": variant.name,
             "threads": result.threads, "pipeline": result.pipeline_mode, "status": result.status,
-            "p50_ms": result.p50_ms,
-            "p90_ms": result.p90_ms, "p99_ms": result.p99_ms, "throughput_ips": result.throughput_ips,
-            "peak_rss_mb": result.peak_rss_mb, "accuracy": result.accuracy,
-            "energy_per_inference_mj": result.energy_per_inference_mj,
+            "repeat_index": result.repeat_index, "repeat_count": result.repeat_count,
+            **{name: getattr(result, name) for name in (
+                "mean_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "energy_per_inference_mj",
+                "energy_per_inference_net_mj", "mean_w", "max_w", "peak_rss_mb", "model_rss_mb", "accuracy")},
             "size_kb": variant.file_size_bytes / 1024, "macs_m": (variant.macs or 0) / 1e6,
             "error": result.error, "reasons": result.reasons,
         } for result, device_name, variant in session.execute(query)]
+
+
+@translate_errors
+def series_rows(engine: Engine, sweep: str | None = "last", device: str | None = None,
+                recipe: str | None = None) -> list[dict[str, Any]]:
+    """One row per series and sweep: the figures over its valid repeats (SERIES_FIGURES: means, sample stdev of the
+    latency figures, maxima of power and memory) and how many jobs had each status; ordered as result_rows."""
+    sweep_id = resolve_sweep(engine, sweep)
+    where, params = [], {}
+    for condition, name, value in (("sweep_id = :sweep", "sweep", sweep_id), ("device = :device", "device", device),
+                                   ("sweep_id IN (SELECT id FROM sweeps WHERE recipe_name = :recipe)", "recipe",
+                                    recipe)):
+        if value is not None:
+            where.append(condition)
+            params[name] = value
+    sql = ("SELECT * FROM series_sweeps" + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY sweep_id, device, variant, threads, pipeline_mode IS NOT NULL, pipeline_mode, series_id")
+    with engine.connect() as connection:
+        return [{"sweep": row.sweep_id, "device": row.device, "variant": row.variant, "threads": row.threads,
+                 "pipeline": row.pipeline_mode, **{name: getattr(row, name) for name in SERIES_FIGURES},
+                 "size_kb": row.file_size_bytes / 1024, "macs_m": (row.macs or 0) / 1e6}
+                for row in connection.execute(text(sql), params)]
 
 
 @translate_errors

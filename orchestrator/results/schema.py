@@ -8,14 +8,16 @@ Every measured field carries its unit in its name. Tables:
     series            what a comparison compares: device x variant x providers x run configuration
     software_stacks   onnxruntime, OS image, kernel, JetPack, agent/orch versions (per result, not in the series key)
     results           one job's outcome: status, latency summary, energy, power, memory, accuracy, conditions
+                      (memory in MB, 10^6 bytes)
     latency_samples   every timed run of a result: one zlib-compressed float32 blob
     accuracy_metrics  every number of a result's accuracy pass (COCO's twelve, VOC AP; per class too)
     pruning_steps     the figures after every round of an iterative pruning (step 0: the parent model)
     detections        a result's every detection, when its recipe keeps them (COCO's results format)
     change_markers    an accepted new baseline of a series (`orch mark`)
     alerts            regressions found by `orch regress` (open until a marker accepts them or they recover)
+    figures_of_merit  each figure of merit the `fom` view reports: name (its column), formula, units, description
 
-Views (created by the migrations): latest_results, pareto, fom, regressions.
+Views (created by the migrations): latest_results, study_results, series_sweeps, pareto, fom, regressions.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The views the migrations create (people's names for common questions).
-VIEW_NAMES = ("latest_results", "pareto", "fom", "regressions")
+VIEW_NAMES = ("latest_results", "study_results", "series_sweeps", "pareto", "fom", "regressions")
 
 
 def utcnow() -> datetime:
@@ -128,6 +130,9 @@ class Variant(Base):
     graph_nms: Mapped[bool | None] = mapped_column(Boolean, nullable=True)     # the `graph_nms` axis
     # Added by migration 0006: a detector's input, pre-processing, decoder, class map and label names.
     detector: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Added by migration 0007: a study's baseline variant (`source`: the network as its weights file has it;
+    # `retrained`: before compression), NULL for the grid's variants.
+    baseline: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class Series(Base):
@@ -176,7 +181,8 @@ class Result(Base):
     """One benchmark job's outcome: a variant timed on a device with one run configuration."""
 
     __tablename__ = "results"
-    __table_args__ = (Index("ix_results_series_status_id", "series_id", "status", "id"),)
+    __table_args__ = (Index("ix_results_series_status_id", "series_id", "status", "id"),
+                      Index("ix_results_series_status_sweep", "series_id", "status", "sweep_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"), index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
@@ -243,6 +249,10 @@ class Result(Base):
     frames_dropped: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)    # 100: one core busy
     frames_dir: Mapped[str | None] = mapped_column(Text, nullable=True)       # the annotated frames sent back
+    # Added by migration 0007: the model's share of memory (peak RSS minus RSS before the session was created, MB)
+    # and what the timed loop fed the model (synthetic | evaluation_set; NULL: older agents, synthetic).
+    model_rss_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    measure_inputs: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
     sweep: Mapped[Sweep] = relationship()
     device: Mapped[Device] = relationship()
@@ -316,6 +326,17 @@ class Detection(Base):
     w: Mapped[float] = mapped_column(Float)
     h: Mapped[float] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float)
+
+
+class FigureOfMerit(Base):
+    """A figure of merit the `fom` view reports: `name` is its column there, `formula` the SQL expression over
+    study_results' columns that computes it, `units` what it is measured in. Filled by the migrations."""
+
+    __tablename__ = "figures_of_merit"
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    formula: Mapped[str] = mapped_column(Text)
+    units: Mapped[str] = mapped_column(String(60))
+    description: Mapped[str] = mapped_column(Text)
 
 
 class ChangeMarker(Base):

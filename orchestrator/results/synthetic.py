@@ -9,6 +9,7 @@ SQLite history directly (executemany), for the query benchmarks.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import sqlite3
 import zlib
@@ -161,9 +162,10 @@ class SyntheticLab:
 
 
 def bulk_history(engine: Engine, devices: int, series_per_device: int, nights: int, samples_per_result: int = 100,
-                 noise: float = 0.02, seed: int = 0) -> int:
-    """Write `devices x series_per_device x nights` results with their samples into a new SQLite database, fast
-    (executemany in one transaction); returns how many results were written. Blobs cycle through a pool of
+                 noise: float = 0.02, seed: int = 0, repeats: int = 1) -> int:
+    """Write `devices x series_per_device x nights x repeats` results (each night a sweep measuring every series
+    `repeats` times) with their samples into a new SQLite database, fast (executemany in one transaction);
+    returns how many results were written. Blobs cycle through a pool of
     real encodings, since only their size matters to the queries measured."""
     rng = random.Random(seed)
     blob_pool = [zlib.compress(np.asarray([rng.gauss(5, 0.2) for _ in range(samples_per_result)], "<f4").tobytes())
@@ -186,21 +188,22 @@ def bulk_history(engine: Engine, devices: int, series_per_device: int, nights: i
         columns = ("id", "sweep_id", "device_id", "variant_sha256", "series_id", "stack_id", "status", "reasons",
                    "providers", "threads", "graph_optimization", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "iterations",
                    "throughput_ips", "peak_rss_mb", "accuracy_metric", "accuracy", "accuracy_n", "power_measured",
-                   "energy_per_inference_mj", "mean_w", "telemetry", "spec", "created_at")
+                   "energy_per_inference_mj", "mean_w", "telemetry", "spec", "created_at", "repeat_index",
+                   "repeat_count")
         insert = f"INSERT INTO results ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         for night in range(nights):
             when = (start + timedelta(days=night)).isoformat(sep=" ")
             cursor.execute("INSERT INTO sweeps (recipe_name, recipe_path, recipe_sha256, kind, status, devices, "
                            "jobs_total, orch_version, started_at) VALUES ('bulk', 'bulk.yaml', '', 'nightly', "
-                           "'finished', '[]', ?, 'bulk', ?)", (len(series_rows), when))
+                           "'finished', '[]', ?, 'bulk', ?)", (len(series_rows) * repeats, when))
             sweep_id = cursor.lastrowid
             rows, blobs = [], []
-            for series_id, device_id, sha, base_ms in series_rows:
+            for (series_id, device_id, sha, base_ms), repeat in itertools.product(series_rows, range(repeats)):
                 p50 = base_ms * (1 + noise * rng.gauss(0, 1))
                 rows.append((result_id, sweep_id, device_id, sha, series_id, stack_id, "ok", "[]",
                              "CPUExecutionProvider", 1, "all", p50, p50 * 1.15, p50 * 1.3, p50 * 1.02, 300,
                              1000 / p50, 60.0, "top1", 0.9, 10000, 1, p50 * 2 * (1 + noise * rng.gauss(0, 1)), 2.0,
-                             "{}", "{}", when))
+                             "{}", "{}", when, repeat + 1, repeats))
                 blob = blob_pool[result_id % len(blob_pool)]
                 blobs.append((result_id, samples_per_result, SAMPLES_ENCODING, blob))
                 result_id += 1
@@ -211,7 +214,7 @@ def bulk_history(engine: Engine, devices: int, series_per_device: int, nights: i
         cursor.execute("PRAGMA synchronous=FULL")
     finally:
         raw.close()
-    return devices * series_per_device * nights
+    return devices * series_per_device * nights * repeats
 
 
 def _bulk_series(cursor: Any, devices: int, series_per_device: int) -> list[tuple[int, int, str, float]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -298,3 +299,20 @@ def write_coco(root: Path, split: str = "val2017", n: int = 12, size: tuple[int,
                "categories": list(categories)}
     (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset))
     return root
+
+
+def write_person_study_data(data: Path, images: int) -> Path:
+    """The files recipes/tinyyolov2-voc-person.yaml reads, under `data`: a 20-class tiny-YOLOv2 Darknet weights file
+    (random, seed 0) at weights/tiny-yolo-voc.weights and a VOC2007 of `images` images at VOCdevkit/."""
+    import torch
+
+    from orchestrator.models import MODELS
+    from orchestrator.models.darknet import save_darknet
+
+    torch.manual_seed(0)
+    (data / "weights").mkdir(parents=True, exist_ok=True)
+    save_darknet(MODELS.get("tiny_yolov2")(num_classes=20, in_channels=3).eval(),
+                 data / "weights" / "tiny-yolo-voc.weights")
+    write_voc(data / "voc", ids=[f"{index:06d}" for index in range(1, images + 1)])
+    shutil.move(data / "voc" / "VOCdevkit", data / "VOCdevkit")
+    return data
