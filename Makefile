@@ -35,9 +35,10 @@ $(BOARDS)/onnxruntime-1.18/.installed:
 
 boards: $(OLD_RUNTIMES)
 
+# The results are shown even when some were invalid; make then exits with the sweep's code (3: invalid results).
 demo: $(STAMP)
-	$(BIN)/orch sweep recipes/quickstart.yaml --devices local
-	$(BIN)/orch results --sweep last
+	$(BIN)/orch sweep recipes/quickstart.yaml --devices local; status=$$?; \
+	$(BIN)/orch results --sweep last && exit $$status
 
 test: $(STAMP) $(OLD_RUNTIMES)
 	$(BIN)/pytest
