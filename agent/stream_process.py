@@ -21,8 +21,9 @@ from typing import IO, Any, Deque, Dict, Optional
 from agent import unframed
 from agent.runner import child_env
 
-# Below the rpyc call timeout (agent/service.py PROTOCOL_CONFIG, 60 s): the workstation hears why, not a timeout.
-START_TIMEOUT_S = 45.0
+# With the 10 s wait for its exit code and the 5 s for its last stderr lines, below the rpyc call timeout
+# (agent/service.py PROTOCOL_CONFIG, 60 s): the workstation hears why the stream did not start, not a timeout.
+START_TIMEOUT_S = 40.0
 EXIT_BAD_INPUT = 2  # the child's exit code for a spec or source it cannot use (its error event says which)
 
 

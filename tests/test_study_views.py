@@ -201,3 +201,23 @@ def test_plain_sqlite_reads_the_study_views(study_env):
     with sqlite3.connect(study_env["ORCH_DB"]) as plain:
         assert plain.execute("SELECT variant, repeats FROM study_results ORDER BY variant").fetchall() == [
             ("dense", 3), ("pruned", 1)]
+
+
+def test_a_resumed_sweeps_repeats_count_with_the_ones_before_them(tmp_path: Path):
+    """Repeats #1 and #2 in one sweep, #3 measured by the sweep that resumed it: one run of three repeats. A new run
+    (its own repeat #1) starts afresh."""
+    engine = open_database(str(tmp_path / "results.db"))
+    spec = dict(SPEC, measure={"min_iters": 10, "min_s": 0.5, "max_s": 10, "inputs": "evaluation_set"})
+    store, first, device = store_with_variants(engine, ("a" * 64, "dense", {"prune_ratio": 0.0}))
+    for index in (1, 2):
+        store.record_result(first, device, "a" * 64, spec, measured(LATEST[index - 1], index, 3))
+    resumed = store.start_sweep("tiny", "tiny.yaml", "0" * 64, ["jetson"], jobs_total=1)
+    store.record_result(resumed, device, "a" * 64, spec, measured(LATEST[2], 3, 3))
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT repeats, mean_ms, sweep_id FROM study_results")).one()
+    assert tuple(row) == (3, pytest.approx(statistics.fmean(figures[0] for figures in LATEST)), resumed)
+    again = store.start_sweep("tiny", "tiny.yaml", "0" * 64, ["jetson"], jobs_total=1)
+    store.record_result(again, device, "a" * 64, spec, measured(OLDER[0], 1, 3))
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT repeats, mean_ms, sweep_id FROM study_results")).one()
+    assert tuple(row) == (1, OLDER[0][0], again)

@@ -56,7 +56,6 @@ def ship_source(store: ArtifactStore, source: str | Path) -> dict[str, Any]:
     path = Path(text)
     if path.is_dir():
         from agent.pipeline.sources import pack_images
-
         from orchestrator.datasets.image_folder import find_images
 
         try:

@@ -221,7 +221,7 @@ class Result(Base):
     timed_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     warmup_iterations: Mapped[int | None] = mapped_column(Integer, nullable=True)
     warmup_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    power_method: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    power_method: Mapped[str | None] = mapped_column(Text, nullable=True)  # Text since migration 0007
     power_meter: Mapped[str | None] = mapped_column(String(100), nullable=True)
     power_measured: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     power_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)

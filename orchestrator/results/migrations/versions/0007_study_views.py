@@ -5,7 +5,8 @@ Revises: 0006
 
 A study measures every job `repeat` times and reports averages over the repeats (maxima for memory and power).
 `study_results` is that table: one row per series, over the valid (`ok`) repeats of the latest sweep that
-measured it; `series_sweeps` is the same aggregation for every sweep and series, with the count of each
+measured it (from its newest valid repeat #1 on, so a resumed sweep's repeats count together with the ones
+before them); `series_sweeps` is the same aggregation for every sweep and series, with the count of each
 status (what `orch results` shows). Both are generated below from one list of aggregates (`AGGREGATES`), so
 the two cannot disagree. `latest_results` keeps its meaning (the one newest valid result of a series) and gains
 `model_rss_mb` and `measure_inputs`; `pareto` and `fom` now read `study_results`, so they use the averages.
@@ -46,7 +47,7 @@ IDENTITY = (
         "prune_method", "prune_ratio", "prune_scope", "prune_steps", "finetune_epochs", "sparsity_target", "fold_bn",
         "distilled", "input_size", "quantize", "params", "macs", "file_size_bytes")),
     ("s.providers", "providers"), ("s.intra_op_threads", "threads"), ("s.inter_op_threads", "inter_op_threads"),
-    ("s.graph_optimization", "graph_optimization"), ("r.sweep_id", "sweep_id"),
+    ("s.graph_optimization", "graph_optimization"),
 )
 # Latency figures summarized over the repeats: the mean (under the column's own name), min, max, sample stdev.
 SPREAD = ("mean_ms", "p50_ms", "p90_ms")
@@ -72,7 +73,7 @@ AGGREGATES = (
 FIGURES_OF_MERIT = (
     ("fom_pct_per_ms_mj", "accuracy_pct / NULLIF(mean_ms * energy_per_inference_mj, 0)", "% / (ms x mJ)",
      "ECE 379K figure of merit: accuracy (%) / (average latency (ms) x average energy per image (mJ)), each "
-     "averaged over the valid repeats of the latest sweep (study_results)"),
+     "averaged over the valid repeats of the series' latest run (study_results)"),
 )
 
 LATEST_RESULTS = """
@@ -90,7 +91,7 @@ SELECT s.id AS series_id, s.key AS series_key, d.name AS device, d.board AS boar
        r.energy_per_inference_mj, r.energy_per_inference_net_mj,
        r.temp_before_max_c, r.temp_after_max_c, r.throttled, r.power_mode,
        st.onnxruntime_version, st.os_image, st.kernel, st.jetpack, st.agent_version, st.orch_version,
-       r.model_rss_mb, r.measure_inputs
+       r.model_rss_mb, r.measure_inputs, r.pipeline_mode, r.fps, r.frames_dropped
 FROM series s
 JOIN results r ON r.id = (SELECT max(r2.id) FROM results r2 WHERE r2.series_id = s.id AND r2.status = 'ok')
 JOIN devices d ON d.id = s.device_id
@@ -153,26 +154,38 @@ def _study_view(name: str, source: str, dialect: str, counts: bool) -> str:
 
     Grouped by every identity column (not only the keys), so SQLite moves a filter on any of them (device,
     recipe, sweep_id) below the aggregation, onto the indexes."""
-    columns = [f"{expression} AS {alias}" for expression, alias in IDENTITY] + _figures(dialect)
+    # series_sweeps: one row per sweep; study_results: one row per series, its run possibly spread over sweeps (a
+    # resumed sweep), named by the last of them.
+    identity = [*IDENTITY, ("r.sweep_id", "sweep_id")] if counts else IDENTITY
+    columns = [f"{expression} AS {alias}" for expression, alias in identity] + _figures(dialect)
+    if not counts:
+        columns.append("max(r.sweep_id) AS sweep_id")
     if counts:
         columns += ["count(*) AS jobs",
                     *(f"sum(CASE WHEN r.status = '{status}' THEN 1 ELSE 0 END) AS {status}_jobs"
                       for status in ("invalid", "error"))]
-    group_by = ", ".join(expression for expression, _ in IDENTITY)
+    group_by = ", ".join(expression for expression, _ in identity)
     return f"CREATE VIEW {name} AS\nSELECT " + ",\n       ".join(columns) + f"\n{source}\nGROUP BY {group_by}\n"
 
 
 def study_results(dialect: str) -> str:
-    """One row per series: its valid repeats of the latest sweep with a valid result of it.
+    """One row per series: the valid repeats of its latest run, i.e. from its newest valid repeat #1 on. A sweep
+    resumed after an interruption or after invalid repeats measures only the repeats still missing, in a sweep of
+    its own: they count together with the ones before them. A series measured without repeats (no repeat index):
+    its valid results of the latest sweep that has one.
 
-    Both the latest sweep and its repeats are probes of ix_results_series_status_sweep. SQLite's CROSS JOIN keeps
+    The newest repeat #1 is a walk of ix_results_series_status_id, the repeats after it a range of it. SQLite's
+    CROSS JOIN keeps
     series before results in the plan: without statistics its planner would otherwise scan every result."""
     join = "CROSS JOIN" if dialect == "sqlite" else "JOIN"
     return _study_view("study_results", f"""FROM series s
 JOIN devices d ON d.id = s.device_id
 JOIN variants v ON v.sha256 = s.variant_sha256
 {join} results r ON r.series_id = s.id AND r.status = 'ok'
-  AND r.sweep_id = (SELECT max(r2.sweep_id) FROM results r2 WHERE r2.series_id = s.id AND r2.status = 'ok')""",
+  AND r.id >= coalesce(
+    (SELECT max(r2.id) FROM results r2 WHERE r2.series_id = s.id AND r2.status = 'ok' AND r2.repeat_index = 1),
+    (SELECT min(r3.id) FROM results r3 WHERE r3.series_id = s.id AND r3.status = 'ok' AND r3.sweep_id =
+      (SELECT max(r4.sweep_id) FROM results r4 WHERE r4.series_id = s.id AND r4.status = 'ok')))""",
                        dialect, counts=False)
 
 
@@ -209,7 +222,9 @@ def upgrade() -> None:
     op.add_column('variants', sa.Column('baseline', sa.String(length=20), nullable=True))
     bind.execute(sa.text("UPDATE results SET peak_rss_mb = peak_rss_mb * :mb, "
                          "rss_before_session_mb = rss_before_session_mb * :mb"), {"mb": MIB_TO_MB})
-    # The latest sweep of a series is one probe here, and its repeats one range.
+    bind.execute(sa.text("UPDATE alerts SET baseline_value = baseline_value * :mb, new_value = new_value * :mb, "
+                         "rerun_value = rerun_value * :mb WHERE metric = 'peak_rss_mb'"), {"mb": MIB_TO_MB})
+    # One sweep of a series is one probe here (series_sweeps).
     op.create_index('ix_results_series_status_sweep', 'results', ['series_id', 'status', 'sweep_id'])
     op.create_table(
         'figures_of_merit',
@@ -224,6 +239,8 @@ def upgrade() -> None:
                   for figure in FIGURES_OF_MERIT])
     for view in ("fom", "pareto", "latest_results"):  # dependents first
         op.execute(f"DROP VIEW {view}")
+    if dialect == "postgresql":  # a meter's method text runs past 40 characters; SQLite never enforced the length
+        op.alter_column('results', 'power_method', type_=sa.Text(), existing_type=sa.String(length=40))
     figures = bind.execute(sa.text("SELECT name, formula FROM figures_of_merit ORDER BY name")).all()
     for sql in (LATEST_RESULTS, study_results(dialect), series_sweeps(dialect), PARETO,
                 fom_view([(name, formula) for name, formula in figures])):
