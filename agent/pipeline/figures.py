@@ -14,8 +14,8 @@ Fields of the summary (Figures.summary):
   frame_ms          per frame: [read, preprocess, infer, postprocess, draw, encode, queued, latency] in ms; the
                     six stages and queued add up to latency
   detections_count  detections over every frame
-  detections_digest sha256 of every frame's rows [frame, label, x1, y1, x2, y2, score] as text, 3 decimals, in
-                    frame order: equal digests, equal detections
+  detections_digest sha256 of every frame's rows [frame, label, x1, y1, x2, y2, score] rounded to 3 decimals,
+                    as little-endian float64, in frame order: equal digests, equal detections
   detections        those rows (source pixels) when the spec keeps detections, else None
   saved_frames      the first save_frames annotated frames: JPEG files as base64 text
 """
@@ -98,8 +98,10 @@ class Figures:
         detections = work.detections
         rows = np.column_stack([np.full(len(detections), work.index), detections[:, 5], detections[:, :4],
                                 detections[:, 4]])
-        rounded = np.round(rows, 3) + 0.0  # + 0.0: -0.0 is written as 0.000
-        self._digest.update("".join("%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f\n" % tuple(row) for row in rounded).encode())
+        # Rounded to 3 decimals, -0.0 made 0.0 (+ 0.0), hashed as float64 bytes: one numpy call per frame, not a
+        # formatted line per detection in the thread that collects the frames.
+        rounded = np.ascontiguousarray(np.round(rows, 3) + 0.0, dtype="<f8")
+        self._digest.update(rounded.tobytes())
         self._detections_count += len(rows)
         if self._kept is not None:
             self._kept.extend(rows.tolist())
