@@ -99,6 +99,10 @@ class SettingsError(LocatedError):
     """A settings file (regress settings) that cannot be read or does not validate."""
 
 
+class DashboardError(LocatedError):
+    """A dashboard file (dashboards/*.yaml) that cannot be read or does not validate."""
+
+
 # -- bad input, elsewhere -----------------------------------------------------------------------------------------
 
 class DeviceError(UserError):

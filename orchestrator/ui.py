@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -23,6 +24,7 @@ from rich.text import Text
 
 from agent.detection.metrics import Scores
 from orchestrator.builder.pipeline import BuiltVariant, FailedVariant
+from orchestrator.dashboards import PngOutcome, RenderedDashboard
 from orchestrator.errors import UserError
 from orchestrator.fleet.check import BoardCheck
 from orchestrator.fleet.inventory import Inventory
@@ -437,3 +439,25 @@ def score_tables(scores: Scores, headline: str) -> list[Any]:
         table.add_row(cell(entry["class"]), cell(entry["n_truth"]),
                       *(cell(_fmt(entry.get(name))) for name in ("coco_ap", "coco_ap50", "voc_ap50", "voc07_ap50")))
     return [*lines, table]
+
+
+def dashboard_lines(written: list[RenderedDashboard], pngs: PngOutcome, index: Path) -> list[Text]:
+    """One line per dashboard page written (panels drawn, empty, failed, downsampled), the PNGs written or why
+    not, then the index page's path."""
+    lines = []
+    for done in written:
+        failed = (f", {done.failed} failed", "red") if done.failed else ""
+        thinned = (f", {done.downsampled} downsampled", "yellow") if done.downsampled else ""
+        lines.append(line(f"{done.name}: {done.path} ({done.drawn} panels drawn, {done.empty} empty", failed,
+                          thinned, ")"))
+    if pngs.skipped:
+        lines.append(line(("PNGs not written: ", "yellow"), pngs.skipped))
+    elif pngs.written:
+        lines.append(line(f"{pngs.written} PNGs in {index.parent / 'png'}"))
+    lines.append(line(("index: ", "bold"), str(index)))
+    return lines
+
+
+def served_line(url: str) -> Text:
+    """Where `orch dashboard --serve` serves the pages."""
+    return line(("serving ", "bold"), url, " on this machine only (Ctrl-C stops)")

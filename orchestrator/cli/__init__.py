@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from orchestrator.cli import data, devices, score, stream, sweep
+from orchestrator.cli import dashboard, data, devices, score, stream, sweep
 from orchestrator.cli.options import errors
 from orchestrator.errors import ExitCode, OrchError
 
@@ -17,6 +17,7 @@ app = typer.Typer(help="Benchmark orchestrator for edge ML: build compressed var
                   pretty_exceptions_enable=False)
 sweep.register(app)
 data.register(app)
+dashboard.register(app)
 score.register(app)
 stream.register(app)
 app.add_typer(devices.app, name="devices")

@@ -18,7 +18,15 @@ from sqlalchemy import Engine
 
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.builder.pipeline import BuildOutcome
-from orchestrator.errors import DeviceError
+from orchestrator.dashboards import (
+    SHIPPED,
+    PngOutcome,
+    RenderedDashboard,
+    dashboard_paths,
+    render_dashboards,
+    report_table,
+)
+from orchestrator.errors import DeviceError, UserError
 from orchestrator.fleet.check import BoardCheck, check_boards
 from orchestrator.fleet.devices import DeviceSpec, resolve_devices
 from orchestrator.fleet.inventory import BoardSpec, Inventory, board_from_fields, default_inventory_path, load_inventory
@@ -30,7 +38,7 @@ from orchestrator.lab.stream import LiveStream, StreamSettings, open_stream
 from orchestrator.lab.sweep import SweepObserver, SweepOptions, SweepReport, build_and_record, run_sweep
 from orchestrator.lab.targets import resolve_target
 from orchestrator.recipes import LoadedRecipe, load_recipe
-from orchestrator.results.db import open_database
+from orchestrator.results.db import database_url, open_database, shown_url
 from orchestrator.results.export import Exported, export_tables
 from orchestrator.results.findings import RegressReport
 from orchestrator.results.judge import RegressConfig
@@ -145,6 +153,23 @@ class Lab:
         """One read-only SQL query's rows, in chunks as they come (for output of any size)."""
         return iter_query(self.readonly(timeout_s, allow_privileged_role), sql)
 
+    def dashboards(self, names: list[str], out: Path, recipe: str | None = None, folder: Path = SHIPPED,
+                   timeout_s: float = DEFAULT_TIMEOUT_S, png: bool = True
+                   ) -> tuple[list[RenderedDashboard], PngOutcome]:
+        """The named dashboards (none: every one in folder) written as static HTML pages to out, with an index
+        and (png) one PNG per panel."""
+        return render_dashboards(self.readonly(timeout_s), dashboard_paths(names, folder), out, recipe, png)
+
+    def report(self, recipe: str, table: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> QueryResult:
+        """One of `orch report`'s tables for a recipe (a name, or a recipe file whose name is used)."""
+        readonly = self.readonly(timeout_s)
+        name = recipe_name(recipe)
+        known = [row[0] for row in run_query(readonly, "SELECT DISTINCT recipe_name FROM variants").rows]
+        if name not in known:
+            raise UserError(f"no results for recipe {name!r} in {shown_url(database_url(self.db))}; "
+                            f"recipes there: {', '.join(sorted(known)) or 'none'}")
+        return report_table(readonly, table, name)
+
     def export(self, folder: Path, fmt: str, tables: list[str] | None = None) -> list[Exported]:
         """orch's tables and views (default: all) written to CSV or Parquet files, read read-only."""
         return export_tables(self.readonly(), folder, fmt, tables)
@@ -201,3 +226,10 @@ class Lab:
     def trust(self, offer: HostKeyOffer) -> bool:
         """Add an offered host key to orch's known_hosts; False when it was trusted already."""
         return trust_host_key(offer, self.ssh)
+
+
+def recipe_name(recipe: str) -> str:
+    """A recipe named by its name, or by its file (whose name is read from it)."""
+    if recipe.endswith((".yaml", ".yml")) and Path(recipe).is_file():
+        return load_recipe(Path(recipe), allow_command_meter=True).recipe.name
+    return recipe

@@ -1,4 +1,4 @@
-"""Writing query results and whole tables as CSV, JSON, Markdown or Parquet.
+"""Writing query results and whole tables as CSV, JSON, Markdown, LaTeX or Parquet.
 
 Values keep their type where the format has one (Parquet, JSON numbers); binary values (the latency
 sample blobs) are base64 text in CSV and JSON, `<N bytes>` in Markdown, and binary in Parquet.
@@ -22,10 +22,12 @@ from orchestrator.errors import UserError
 from orchestrator.results.readonly import QueryResult, ReadOnly, iter_query
 from orchestrator.results.schema import VIEW_NAMES, Base
 
-TEXT_FORMATS = ("csv", "json", "markdown")
+TEXT_FORMATS = ("csv", "json", "markdown", "latex")
 FORMATS = (*TEXT_FORMATS, "parquet")
 EXPORT_FORMATS = ("csv", "parquet")
-SUFFIX = {"csv": ".csv", "json": ".json", "markdown": ".md", "parquet": ".parquet"}
+SUFFIX = {"csv": ".csv", "json": ".json", "markdown": ".md", "latex": ".tex", "parquet": ".parquet"}
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
 def _text(value: Any) -> Any:
@@ -48,17 +50,25 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+def latex_cell(value: Any) -> str:
+    """A value as a LaTeX table cell reads it, every character LaTeX treats specially escaped."""
+    return "".join(LATEX_SPECIAL.get(character, character) for character in cell_text(value).replace("\n", " "))
+
+
 def write_chunks(chunks: Iterable[QueryResult], fmt: str, out: IO[str]) -> int:
-    """Write rows as they come as CSV, JSON (a list of objects) or a Markdown table; the number of rows."""
+    """Write rows as they come as CSV, JSON (a list of objects), a Markdown table or a LaTeX tabular (booktabs
+    rules; columns right-aligned when the first chunk's values there are numbers); the number of rows."""
     if fmt not in TEXT_FORMATS:
         raise UserError(f"--format {fmt}: not a text format (one of {', '.join(TEXT_FORMATS)})")
     writer = csv.writer(out, lineterminator="\n")
     rows = 0
     for number, chunk in enumerate(chunks):
         if number == 0:
-            _header(chunk.columns, fmt, out, writer)
+            _header(chunk, fmt, out, writer)
         for row in chunk.rows:
-            if fmt == "csv":
+            if fmt == "latex":
+                out.write(" & ".join(map(latex_cell, row)) + " \\\\\n")
+            elif fmt == "csv":
                 writer.writerow([_text(v) for v in row])
             elif fmt == "json":
                 out.write(("[\n" if rows == 0 else ",\n") + json.dumps(
@@ -68,11 +78,19 @@ def write_chunks(chunks: Iterable[QueryResult], fmt: str, out: IO[str]) -> int:
             rows += 1
     if fmt == "json":
         out.write("[]\n" if rows == 0 else "\n]\n")
+    elif fmt == "latex":
+        out.write("\\bottomrule\n\\end{tabular}\n")
     return rows
 
 
-def _header(columns: list[str], fmt: str, out: IO[str], writer: Any) -> None:
-    if fmt == "csv":
+def _header(chunk: QueryResult, fmt: str, out: IO[str], writer: Any) -> None:
+    columns = chunk.columns
+    if fmt == "latex":
+        numeric = [bool(chunk.rows) and all(isinstance(row[i], int | float) or row[i] is None for row in chunk.rows)
+                   and any(row[i] is not None for row in chunk.rows) for i in range(len(columns))]
+        out.write(f"\\begin{{tabular}}{{{''.join('r' if number else 'l' for number in numeric)}}}\n\\toprule\n")
+        out.write(" & ".join(map(latex_cell, columns)) + " \\\\\n\\midrule\n")
+    elif fmt == "csv":
         writer.writerow(columns)
     elif fmt == "markdown":
         out.write("| " + " | ".join(columns) + " |\n")

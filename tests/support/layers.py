@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("builder", ("orchestrator.builder",)),
     ("results", ("orchestrator.results",)),
     ("fleet", ("orchestrator.fleet",)),
-    ("application", ("orchestrator.lab",)),
+    ("application", ("orchestrator.lab", "orchestrator.dashboards")),
     ("interface", ("orchestrator.cli", "orchestrator.ui")),
 ]
 PACKAGES = ("agent", "orchestrator")
