@@ -35,10 +35,11 @@ $(BOARDS)/onnxruntime-1.18/.installed:
 
 boards: $(OLD_RUNTIMES)
 
-# The results are shown even when some were invalid; make then exits with the sweep's code (3: invalid results).
+# The results and the dashboards (dashboards/out/index.html) are written even when some results were invalid; make
+# then exits with the sweep's code (3: invalid results).
 demo: $(STAMP)
 	$(BIN)/orch sweep recipes/quickstart.yaml --devices local; status=$$?; \
-	$(BIN)/orch results --sweep last && exit $$status
+	$(BIN)/orch results --sweep last && $(BIN)/orch dashboard && exit $$status
 
 test: $(STAMP) $(OLD_RUNTIMES)
 	$(BIN)/pytest

@@ -448,7 +448,7 @@ def dashboard_lines(written: list[RenderedDashboard], pngs: PngOutcome, index: P
     for done in written:
         failed = (f", {done.failed} failed", "red") if done.failed else ""
         thinned = (f", {done.downsampled} downsampled", "yellow") if done.downsampled else ""
-        lines.append(line(f"{done.name}: {done.path} ({done.drawn} panels drawn, {done.empty} empty", failed,
+        lines.append(line(f"{done.name}: {done.path} ({done.drawn} drawn, {done.empty} empty", failed,
                           thinned, ")"))
     if pngs.skipped:
         lines.append(line(("PNGs not written: ", "yellow"), pngs.skipped))

@@ -40,7 +40,9 @@ return Array.from(document.querySelectorAll('section.panel')).map(function (sect
           best_rows: section.querySelectorAll('table.rows tbody tr.best').length,
           traces: plot ? plot.data.map(function (t, i) {
             // typed arrays travel as base64 (bdata); plotly.js decodes them into _fullData
-            return {meta: t.meta, points: plot._fullData[i].x.length}; }) : null};
+            var y = plot._fullData[i].y;  // a line broken between series has gaps (null or NaN): not points
+            return {meta: t.meta, points: Array.from(y).filter(function (v) {
+              return v !== null && v !== undefined && !(typeof v === 'number' && isNaN(v)); }).length}; }) : null};
 });
 """
 
@@ -221,6 +223,10 @@ panels:
   - title: a long table
     sql: "{table} SELECT i FROM n"
     chart: table
+  - title: forty series
+    sql: "{count} SELECT i % 500 AS x, i AS y, 'series ' || (i / 500) AS series FROM n ORDER BY series, x"
+    chart: line
+    encode: {{x: x, y: y, colour: series}}
 """)
     return path
 
@@ -229,8 +235,8 @@ def test_big_panels_are_downsampled_per_series_and_say_so(tmp_path: Path, browse
     open_database(str(tmp_path / "results.db")).dispose()
     written, _ = render_dashboards(open_readonly(str(tmp_path / "results.db")), [many_rows_dashboard(tmp_path)],
                                    tmp_path / "out", png=False)
-    assert written[0].downsampled == 3
-    line, scatter, table = panels_in(browser, tmp_path / "out" / "big.html")
+    assert written[0].downsampled == 4
+    line, scatter, table, forty = panels_in(browser, tmp_path / "out" / "big.html")
     assert errors_logged(browser) == []
     assert line["rows"] == 3 * MAX_POINTS and "Downsampled" in line["notice"] and f"{3 * MAX_POINTS:,}" in line[
         "notice"]
@@ -240,6 +246,10 @@ def test_big_panels_are_downsampled_per_series_and_say_so(tmp_path: Path, browse
     assert front == [2 * MAX_POINTS // 5000] and scatter["shown"] <= MAX_POINTS + front[0]  # the front kept whole
     assert table["table_rows"] == table["shown"] == MAX_TABLE_ROWS and table["rows"] == MAX_TABLE_ROWS + 500
     assert f"first {MAX_TABLE_ROWS:,} of {MAX_TABLE_ROWS + 500:,} rows" in table["notice"]
+    # More series than a legend tells apart: one trace, broken between series, every row a point.
+    assert forty["rows"] == forty["shown"] == MAX_POINTS and "40 series values are drawn in one colour" in forty[
+        "notice"]
+    assert [(trace["meta"], trace["points"]) for trace in forty["traces"]] == [("rows", MAX_POINTS)]
 
 
 def test_orch_report_prints_a_dashboard_table_for_one_recipe_in_every_format(study_db: Path, tmp_path: Path):

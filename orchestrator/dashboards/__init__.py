@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 
-from orchestrator.dashboards.charts import PanelProblem, downsample, figure, table_figure, table_html
+from orchestrator.dashboards.charts import PanelProblem, downsample, figure, one_colour, table_figure, table_html
 from orchestrator.dashboards.page import PanelView, dashboard_page, index_page, script_json
-from orchestrator.dashboards.png import PngOutcome, write_pngs
+from orchestrator.dashboards.png import PngOutcome, PngWriter
 from orchestrator.dashboards.spec import Dashboard, Panel, load_dashboard
 from orchestrator.errors import DatabaseError, UserError
 from orchestrator.results.readonly import QueryResult, ReadOnly, run_query
@@ -92,6 +91,8 @@ def panel_view(readonly: ReadOnly, panel: Panel, recipe: str | None = None) -> P
         else:
             view.image = figure(panel, shown)
             view.figure_json = script_json(view.image)
+            merged = one_colour(panel, shown)
+            view.notice = " ".join(filter(None, (view.notice, merged))) or None
     except PanelProblem as exc:
         view.message, view.problem = f"This panel cannot be drawn: {exc}", True
     return view
@@ -105,16 +106,14 @@ def render_dashboards(readonly: ReadOnly, paths: list[Path], out: Path, recipe: 
     out.mkdir(parents=True, exist_ok=True)
     stamp = f"written by orch dashboard at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC" + \
         (f" for recipe {recipe}" if recipe else "")
-    pages = [(name, dashboard, [panel_view(readonly, panel, recipe) for panel in dashboard.panels])
-             for name, dashboard in dashboards]
-    images: list[tuple[PanelView, go.Figure, Path]] = []
-    for name, _, views in pages:
-        for number, view in enumerate(views, 1):
-            if view.image is not None:
-                images.append((view, view.image, out / "png" / name / f"{number:02d}-{slug(view.title)}.png"))
-    pngs = write_pngs([(image, path) for _, image, path in images]) if png else PngOutcome(0)
-    for view, _, path in images:
-        view.png = path.relative_to(out).as_posix() if path.is_file() else None
+    pngs = PngWriter() if png else None  # the browser starts while the queries run
+    try:
+        pages = [(name, dashboard, _views(readonly, name, dashboard, recipe, out, pngs))
+                 for name, dashboard in dashboards]
+    finally:
+        outcome = pngs.close() if pngs is not None else PngOutcome(0)
+    for view in (view for _, _, views in pages for view in views):
+        view.png = view.png if view.png and (out / view.png).is_file() else None
     written = []
     for name, dashboard, views in pages:
         path = out / f"{name}.html"
@@ -126,7 +125,19 @@ def render_dashboards(readonly: ReadOnly, paths: list[Path], out: Path, recipe: 
     entries = [(f"{done.name}.html", dashboard.title, _about(done))
                for done, (_, dashboard, _) in zip(written, pages, strict=True)]
     (out / "index.html").write_text(index_page(entries, stamp), encoding="utf-8")
-    return written, pngs
+    return written, outcome
+
+
+def _views(readonly: ReadOnly, name: str, dashboard: Dashboard, recipe: str | None, out: Path,
+           pngs: PngWriter | None) -> list[PanelView]:
+    """A dashboard's panels, each drawn chart or table handed to `pngs` (when given) for out/png/<name>/."""
+    views = []
+    for number, panel in enumerate(dashboard.panels, 1):
+        views.append(view := panel_view(readonly, panel, recipe))
+        if pngs is not None and view.image is not None:
+            view.png = f"png/{name}/{number:02d}-{slug(view.title)}.png"
+            pngs.add(view.image, out / view.png)
+    return views
 
 
 def _about(done: RenderedDashboard) -> str:

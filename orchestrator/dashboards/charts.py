@@ -5,7 +5,9 @@ HTML). Each trace carries a `meta` role: `rows` for the traces that draw the que
 a test can count them), `front` and `band` for what is drawn on top of them.
 
 A big panel is downsampled per series (one series: one value of its colour and facet columns), evenly spaced
-points kept, a front's points always; a big table shows its first rows. Either way the page says so.
+points kept, a front's points always; a big table shows its first rows. More series than a legend can tell
+apart are drawn in one colour per facet (one trace, a line broken between series), hover naming each: a
+figure of thousands of traces takes plotly seconds to build and the browser seconds to draw. The page says so.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ FACET_ROW_PX = 320
 MAX_POINTS = 20_000  # points drawn by one chart panel; more rows are thinned per series
 MAX_TABLE_ROWS = 2_000  # rows of a table panel on its page
 PNG_TABLE_ROWS = 30  # rows of a table panel in its PNG
+MAX_COLOURS = 30  # series a legend can tell apart; more are drawn in one colour per facet
 
 
 class PanelProblem(Exception):
@@ -56,10 +59,15 @@ def check_columns(panel: Panel, frame: pd.DataFrame) -> None:
 def figure(panel: Panel, frame: pd.DataFrame) -> go.Figure:
     """The plotly figure of a scatter, line or bar panel (frame: the query's rows, not escaped yet)."""
     check_columns(panel, frame)
+    merged = one_colour(panel, frame)
     encode = _escaped_names(panel)
     frame = escaped(frame)
     if encode.colour is not None:  # a numeric colour would be a colour scale; a panel's colours name its traces
         frame[encode.colour] = frame[encode.colour].astype(str)
+    if merged and encode.colour is not None:
+        if panel.chart == "line":
+            frame = _with_gaps(frame, encode)
+        encode = encode.model_copy(update={"colour": None, "hover": [encode.colour, *encode.hover]})
     common: dict[str, Any] = {"x": encode.x, "y": encode.y, "color": encode.colour, "facet_col": encode.facet,
                               "facet_col_wrap": FACET_WRAP if encode.facet else 0, "hover_data": encode.hover}
     if panel.chart == "scatter":
@@ -79,6 +87,31 @@ def figure(panel: Panel, frame: pd.DataFrame) -> go.Figure:
     fig.update_layout(height=HEIGHT_PX + FACET_ROW_PX * ((facets - 1) // FACET_WRAP), margin={"t": 40, "r": 20},
                       legend={"title": {"text": encode.colour or ""}})
     return fig
+
+
+def one_colour(panel: Panel, frame: pd.DataFrame) -> str | None:
+    """Why a panel's series are drawn in one colour (too many for a legend; not with a front, drawn per colour),
+    or None: they are not."""
+    colour = panel.encode.colour
+    if colour is None or panel.encode.front or colour not in frame.columns:
+        return None
+    count = frame[colour].nunique(dropna=False)
+    if count <= MAX_COLOURS:
+        return None
+    return (f"Its {count:,} {colour} values are drawn in one colour (more than {MAX_COLOURS} to tell apart): "
+            "hover names each.")
+
+
+def _with_gaps(frame: pd.DataFrame, encode: Encoding) -> pd.DataFrame:
+    """The rows with a gap (x, y and band empty) after each series, so one trace draws every series' line apart."""
+    keys = [column for column in (encode.colour, encode.facet) if column is not None]
+    group = frame.groupby(keys, sort=False, dropna=False).ngroup()
+    gaps = frame.loc[~group.duplicated(keep="last").to_numpy()].copy()
+    for column in (encode.x, encode.y, *(encode.band or ())):
+        gaps[column] = np.nan
+    rows = pd.concat([frame.assign(_series=group, _gap=0), gaps.assign(_series=group[gaps.index], _gap=1)])
+    return rows.sort_values(["_series", "_gap"], kind="stable").drop(columns=["_series", "_gap"]).reset_index(
+        drop=True)
 
 
 def _escaped_names(panel: Panel) -> Encoding:
