@@ -99,7 +99,8 @@ class Dispatcher:
     def run(self, observer: BuildObserver | None) -> list[BuiltVariant]:
         """Build every plan, reporting each variant as it is done or has failed."""
         todo = self._todo()
-        pending, built = list(self.plans), []
+        pending = list(self.plans)
+        built: list[BuiltVariant] = []
         try:
             while True:
                 pending = self._report(pending, built, observer)

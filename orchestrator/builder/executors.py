@@ -15,7 +15,6 @@ Ray pickles and has no authentication: its port is a trust boundary (docs/securi
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import os
 import re
@@ -41,11 +40,12 @@ class InlineExecutor:
 
 
 class ProcessExecutor:
-    """Steps run in `workers` spawned local processes, each with cores // workers torch threads."""
+    """Steps run in `workers` spawned local processes, each with `threads` torch threads (default: cores // workers,
+    at least 1)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, threads: int | None = None):
         self.workers = workers
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.name = f"processes:{workers}"
         self._pool: ProcessPoolExecutor | None = None
 
@@ -130,10 +130,10 @@ def run_on_ray(shipment: Shipment, job: StepJob, threads: int) -> StepDone:
 
 def import_ray() -> Any:
     """The ray package, or one line saying how to install it."""
-    if importlib.util.find_spec("ray") is None:
-        raise ExecutorError(f"the ray build executor needs Ray, which is not installed: {INSTALL_RAY}")
-    import ray
-
+    try:
+        import ray
+    except ImportError as exc:
+        raise ExecutorError(f"the ray build executor needs Ray, which is not installed: {INSTALL_RAY}") from exc
     return ray
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -135,10 +136,13 @@ def worker_identity() -> dict[str, Any]:
 
 
 def set_threads(threads: int) -> None:
-    """Torch's intra-op threads in this worker (so that workers together do not oversubscribe the cores)."""
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+    """Torch's intra-op threads in this worker (so that workers together do not oversubscribe the cores); torch
+    is not imported for it (a step that never needs torch does not pay for importing it): one not imported yet
+    reads OMP_NUM_THREADS when it is."""
+    os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(1, threads))
 
 
 def run_step_job(job: StepJob, make_context: Callable[[ArtifactStore], BuildContext],

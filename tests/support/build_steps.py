@@ -1,0 +1,34 @@
+"""Test-only build steps (registered in STEPS by the tests that use them; a Ray worker imports this module by name).
+
+`traced_copy` records every attempt at it (pid, uid) in a file under params["trace"], sleeps params["seconds"], and
+passes its parent's ONNX file on unchanged: a test can see which process runs it and kill it mid-step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.builder import STEPS, OnnxNode
+
+
+class TracedCopy:
+    name = "traced_copy"
+    version = "1"
+    produces = "onnx"
+
+    def run(self, ctx: Any, parent: OnnxNode, params: dict[str, Any]) -> OnnxNode:
+        trace = Path(params["trace"]) / "attempts"
+        with trace.open("a") as out:
+            out.write(f"{os.getpid()} {os.getuid()}\n")
+        time.sleep(params["seconds"])
+        data = ctx.store.path(parent.sha256, ".onnx").read_bytes()
+        return OnnxNode(ctx.store.put(data, ".onnx"), {})
+
+
+def register() -> None:
+    """Put the test steps in STEPS (once per process)."""
+    if "traced_copy" not in STEPS:
+        STEPS.register("traced_copy")(TracedCopy())
