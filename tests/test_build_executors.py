@@ -152,6 +152,29 @@ def test_local_processes_build_the_same_keys_and_bytes_as_inline(inline_build, w
     assert again.steps_run == 0 and _digests(again.variants, store) == expected
 
 
+class FailingBuilder(Builder):
+    """Three variants from the tiny recipe's first: one with a step that fails, one more step after that one, and
+    the first variant itself."""
+
+    def plans(self) -> list[VariantPlan]:
+        first = super().plans()[0]
+        fails = (*first.steps, Step(name="fails_here", params={}))
+        after = (*fails, Step(name="traced_copy", params={"trace": "/nonexistent", "seconds": 0}))
+        return [first.model_copy(update={"name": "fails", "steps": fails}),
+                first.model_copy(update={"name": "after-failure", "steps": after}), first]
+
+
+@pytest.mark.slow
+def test_a_step_that_fails_on_a_worker_fails_its_variants_only(inline_build):
+    build_steps.register()
+    builder = FailingBuilder(inline_build[0], inline_build[1])
+    observer = Recorder()
+    built = build_with(builder, ProcessExecutor(1, threads=1), observer)
+    assert [v.name for v in built] == observer.built == ["dense/ft0/fp32"]
+    assert sorted(observer.failed) == ["after-failure", "fails"]
+    assert {(f.step, f.reason) for f in builder.failures} == {("fails_here", "this step always fails")}
+
+
 # -- a real Ray cluster: the head as root, the worker node as another user ---------------------------------------
 
 @pytest.fixture(scope="module")

@@ -103,8 +103,8 @@ class Dispatcher:
         built: list[BuiltVariant] = []
         try:
             while True:
+                self._dispatch(todo)  # also fails the steps below a failed one, before they are reported
                 pending = self._report(pending, built, observer)
-                self._dispatch(todo)
                 if not self.running:
                     break
                 finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)

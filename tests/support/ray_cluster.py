@@ -119,7 +119,7 @@ class RayCluster:
                 for pid in _session_pids(session):
                     with suppress(ProcessLookupError):
                         os.kill(pid, sig)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 3
             while time.monotonic() < deadline and any(_session_pids(s) for s in self.sessions):
                 time.sleep(0.1)
         shutil.rmtree(self.root, ignore_errors=True)
