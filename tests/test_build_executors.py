@@ -270,3 +270,11 @@ def test_a_worker_killed_mid_step_is_retried_by_ray_with_the_same_bytes(cluster,
     assert variant.lineage[-1]["worker"]["pid"] == attempts[1][0]
     assert _digests([variant], ray_build[1]) == _digests(inline, inline_build[1])
     assert pwd.getpwuid(first_uid).pw_name == WORKER_USER
+
+
+def test_an_unreachable_ray_address_in_the_environment_is_one_clear_line(monkeypatch):
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(ClusterUnreachable) as raised:
+        RayExecutor(None, connect_timeout_s=2).connect(pytest.importorskip("ray"))
+    assert "\n" not in str(raised.value) and address in str(raised.value)

@@ -106,8 +106,9 @@ class RayExecutor:
         """Join the cluster (unless this process already has): one clear line when it cannot be reached."""
         if ray.is_initialized():
             return
-        if self.address is not None:
-            probe(self.address, self.connect_timeout_s)
+        named = self.address or os.environ.get("RAY_ADDRESS")
+        if named and named not in ("auto", "local"):
+            probe(named, self.connect_timeout_s)
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
         except Exception as exc:  # Ray raises several kinds (ConnectionError, RuntimeError, ...): one line
