@@ -149,12 +149,13 @@ def probe(address: str, timeout_s: float) -> None:
             from exc
 
 
-Executor = InlineExecutor | ProcessExecutor | RayExecutor
+# What parse_executor returns and build_recipe takes (the last two are builder/dispatch.py Executors).
+BuildExecutor = InlineExecutor | ProcessExecutor | RayExecutor
 _PROCESSES = re.compile(r"processes(?::(\d+))?")
 _RAY = re.compile(r"ray(?::(?P<head>[^/:]+:\d+)|(?P<client>://[^/]+:\d+))?")
 
 
-def parse_executor(text: str | None = None) -> Executor:
+def parse_executor(text: str | None = None) -> BuildExecutor:
     """The executor `text` names (None: ORCH_BUILD_EXECUTOR's, else inline); a bad value is a one-line
     ExecutorError listing the accepted forms; asking for Ray without it installed says how to install it."""
     source = "--build-executor"

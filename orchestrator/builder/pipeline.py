@@ -22,7 +22,7 @@ from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
 from orchestrator.runtimes import Runtime
 
 if TYPE_CHECKING:
-    from orchestrator.builder.dispatch import Executor
+    from orchestrator.builder.executors import BuildExecutor
 
 # The parts of a detector's evaluation settings that run it anywhere (BuiltVariant.meta["detector"]).
 DETECTOR_FIELDS = ("preprocess", "detection", "class_map", "labels")
@@ -260,7 +260,7 @@ class BuildOutcome:
 
 def build_recipe(loaded: LoadedRecipe, store: ArtifactStore, observer: BuildObserver | None = None,
                  evaluation: bool = False, target: Runtime | None = None,
-                 executor: Executor | None = None) -> BuildOutcome:
+                 executor: BuildExecutor | None = None) -> BuildOutcome:
     """Build every variant of a recipe (reusing the cache) for the `target` onnxruntime if one is given, telling
     `observer` as each is built or fails (from this thread, as soon as each is done); with `evaluation`, also put
     the test split in the store for on-device scoring.
@@ -272,11 +272,12 @@ def build_recipe(loaded: LoadedRecipe, store: ArtifactStore, observer: BuildObse
     plans = builder.plans()
     if observer:
         observer.build_started(len(plans))
-    if executor is None or executor.name == "inline":
+    from orchestrator.builder.dispatch import build_with
+    from orchestrator.builder.executors import InlineExecutor
+
+    if executor is None or isinstance(executor, InlineExecutor):
         built = builder.build_all(observer)
     else:
-        from orchestrator.builder.dispatch import build_with
-
         built = build_with(builder, executor, observer)
     return BuildOutcome(loaded.recipe.name, built, builder.steps_run,
                         builder.evaluation_set() if evaluation and built else None, builder.failures, target)
