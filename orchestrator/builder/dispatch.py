@@ -11,6 +11,7 @@ as each one is done, in whatever order they finish.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
@@ -42,11 +43,13 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    """Where steps run: `open` once with the build's data, `submit` each step, `close` at the end."""
+    """Where steps run: `open` once with the build's data (made by `shipment()`, when the executor is ready for
+    it: a cluster is joined first, so its workers start while the data is read), `submit` each step, `close` at
+    the end."""
 
     name: str
 
-    def open(self, shipment: Shipment) -> None: ...
+    def open(self, shipment: Callable[[], Shipment]) -> None: ...
     def submit(self, job: StepJob) -> Future[StepDone]: ...
     def close(self) -> None: ...
 
@@ -165,7 +168,7 @@ class Dispatcher:
             future = self.local.submit(run_step_job, job, self._local_context)
         else:
             if not self.opened:
-                self.executor.open(self._shipment())
+                self.executor.open(self._shipment)
                 self.opened = True
             future = self.executor.submit(job)
         self.running[future] = node.key

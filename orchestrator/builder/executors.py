@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import re
 import socket
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +50,9 @@ class ProcessExecutor:
         self.name = f"processes:{workers}"
         self._pool: ProcessPoolExecutor | None = None
 
-    def open(self, shipment: Shipment) -> None:
+    def open(self, shipment: Callable[[], Shipment]) -> None:
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_adopt_shipment, initargs=(shipment,))
+                                         initializer=_adopt_shipment, initargs=(shipment(),))
 
     def submit(self, job: StepJob) -> Future[StepDone]:
         if self._pool is None:
@@ -92,10 +93,10 @@ class RayExecutor:
         self._task: Any = None
         self._shipment: Any = None
 
-    def open(self, shipment: Shipment) -> None:
+    def open(self, shipment: Callable[[], Shipment]) -> None:
         ray = import_ray()
-        self.connect(ray)
-        self._shipment = ray.put(shipment)
+        self.connect(ray)  # first: the cluster starts this driver's workers while the data is read
+        self._shipment = ray.put(shipment())
         self._task = ray.remote(run_on_ray).options(num_cpus=self.threads, num_gpus=0, max_retries=self.retries,
                                                    retry_exceptions=False)
 
