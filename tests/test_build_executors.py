@@ -175,6 +175,37 @@ def test_a_step_that_fails_on_a_worker_fails_its_variants_only(inline_build):
     assert {(f.step, f.reason) for f in builder.failures} == {("fails_here", "this step always fails")}
 
 
+BYO_RECIPE = """\
+name: byo
+model: {onnx: model.onnx}
+dataset: {name: image_folder, root: images, image_size: 32, test_fraction: 0.25}
+variants:
+  quantize: [none, int8_static]
+  calibration_samples: 16
+  include:
+    - {simplify: true, quantize: [none]}
+"""
+
+
+@pytest.mark.slow
+def test_an_onnx_source_on_image_files_builds_the_same_bytes_in_processes(tmp_path):
+    """The model source (a user's file) is read on the workstation, the images travel as arrays."""
+    from tests.support import onnx_models
+
+    onnx_models.write_colour_folder(tmp_path / "images")
+    onnx_models.zoo_format(tmp_path / "model.onnx", onnx_models.trained())
+    (tmp_path / "byo.yaml").write_text(BYO_RECIPE)
+    loaded = load_recipe(tmp_path / "byo.yaml")
+    inline_store, store = ArtifactStore(tmp_path / "inline"), ArtifactStore(tmp_path / "processes")
+    inline = build_recipe(loaded, inline_store)
+    outcome = build_recipe(loaded, store, executor=ProcessExecutor(2, threads=1))
+    assert not inline.failures and not outcome.failures and len(outcome.variants) == 3
+    assert _digests(outcome.variants, store) == _digests(inline.variants, inline_store)
+    source = {v.lineage[0]["worker"]["pid"] for v in outcome.variants}
+    assert source == {os.getpid()}  # import_onnx ran here; the other steps in the worker processes
+    assert os.getpid() not in {step["worker"]["pid"] for v in outcome.variants for step in v.lineage[1:]}
+
+
 # -- a real Ray cluster: the head as root, the worker node as another user ---------------------------------------
 
 @pytest.fixture(scope="module")
