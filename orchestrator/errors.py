@@ -121,6 +121,11 @@ class ModelSourceError(UserError):
     """An ONNX model that does not load, or a step that the model's source cannot take."""
 
 
+class ExecutorError(UserError):
+    """A build executor (--build-executor, ORCH_BUILD_EXECUTOR) that is not one of the accepted forms, or that
+    needs a package that is not installed."""
+
+
 class DatabaseError(UserError):
     """A results database that cannot be opened, is not orch's, or rejected a query."""
 
@@ -129,6 +134,10 @@ class DatabaseError(UserError):
 
 class BuildError(OrchError):
     """A build step that failed on valid input."""
+
+
+class ClusterUnreachable(OrchError):
+    """A build cluster (Ray) that did not answer at its address, or refused this workstation."""
 
 
 class IllegalTransition(OrchError):

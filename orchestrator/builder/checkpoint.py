@@ -40,6 +40,12 @@ def save(model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
                  json.dumps({"structure": structure(model), "meta": meta}, sort_keys=True).encode())
 
 
+def write_bytes(path: Path, tensors: bytes, sidecar: bytes) -> None:
+    """Write a checkpoint that arrived as bytes (the tensors file and its JSON sidecar), in save()'s order."""
+    atomic_write(path, tensors)
+    atomic_write(path.with_suffix(".json"), sidecar)
+
+
 def load(fresh_model: nn.Module, path: Path) -> tuple[nn.Module, dict[str, Any]] | None:
     """Reshape `fresh_model` to the checkpoint and load its tensors; None if there is no complete checkpoint."""
     sidecar = path.with_suffix(".json")

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.artifacts import ArtifactStore, npz_bytes
 from orchestrator.builder import STEPS, OnnxNode, TorchNode, checkpoint
@@ -20,6 +20,9 @@ from orchestrator.builder.context import BuildContext
 from orchestrator.errors import BuildError, ModelSourceError, first_line
 from orchestrator.recipes import LoadedRecipe, Step, VariantPlan, expand
 from orchestrator.runtimes import Runtime
+
+if TYPE_CHECKING:
+    from orchestrator.builder.executors import BuildExecutor
 
 # The parts of a detector's evaluation settings that run it anywhere (BuiltVariant.meta["detector"]).
 DETECTOR_FIELDS = ("preprocess", "detection", "class_map", "labels")
@@ -64,10 +67,31 @@ class StepFailed(Exception):
         self.step, self.reason = step, reason
 
 
+def adopt(node: TorchNode | OnnxNode, parent: TorchNode | OnnxNode | None, step: Step, version: str, key: str,
+          wall_s: float, extra: dict[str, Any] | None = None) -> None:
+    """Give a step's output its meta: its parent's, with the step's own merged over it and the step's lineage
+    record (with `extra`, e.g. which worker ran it) appended."""
+    inherited = dict(parent.meta) if parent is not None else {}
+    inherited.update(node.meta)
+    # The step's own figures (e.g. an iterative schedule's accuracy per iteration) also go in its
+    # lineage record, which the results database keeps.
+    record = {"step": step.name, "version": version, "params": step.params, "key": key,
+              "wall_s": round(wall_s, 4), "meta": node.meta, **(extra or {})}
+    inherited["lineage"] = list(inherited.get("lineage", [])) + [record]
+    node.meta = inherited
+
+
 def step_key(parent_key: str | None, step: Step) -> str:
     impl = STEPS.get(step.name)
     body = {"parent": parent_key, "step": step.name, "version": impl.version, "params": step.params}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def failed_variant(plan: VariantPlan, key: str, failed: StepFailed) -> FailedVariant:
+    """The FailedVariant of `plan`, whose last step has lineage key `key`, failed at `failed`."""
+    return FailedVariant(name=plan.name, key=key, axes=plan.axes,
+                         steps=[{"step": step.name, "params": step.params} for step in plan.steps],
+                         step=failed.step, reason=failed.reason)
 
 
 class Builder:
@@ -101,9 +125,7 @@ class Builder:
         try:
             node = self._materialize(plan.steps, keys, len(plan.steps) - 1)
         except StepFailed as failed:
-            return FailedVariant(name=plan.name, key=keys[-1], axes=plan.axes,
-                                 steps=[{"step": step.name, "params": step.params} for step in plan.steps],
-                                 step=failed.step, reason=failed.reason)
+            return failed_variant(plan, keys[-1], failed)
         if not isinstance(node, OnnxNode):
             raise BuildError(f"variant {plan.name}: its last step {plan.steps[-1].name} does not produce ONNX")
         meta = {k: v for k, v in node.meta.items() if k != "lineage"}
@@ -189,15 +211,7 @@ class Builder:
                     raise  # the model source: no variant can be built
                 self._failed[key] = StepFailed(step.name, first_line(exc))
                 raise self._failed[key] from exc
-            wall_s = time.perf_counter() - started
-            inherited = dict(parent.meta) if parent is not None else {}
-            inherited.update(node.meta)
-            # The step's own figures (e.g. an iterative schedule's accuracy per iteration) also go in its
-            # lineage record, which the results database keeps.
-            record = {"step": step.name, "version": impl.version, "params": step.params, "key": key,
-                      "wall_s": round(wall_s, 4), "meta": node.meta}
-            inherited["lineage"] = list(inherited.get("lineage", [])) + [record]
-            node.meta = inherited
+            adopt(node, parent, step, impl.version, key, time.perf_counter() - started)
             if kept:
                 self._save(node, key)
             self.steps_run += 1
@@ -245,14 +259,25 @@ class BuildOutcome:
 
 
 def build_recipe(loaded: LoadedRecipe, store: ArtifactStore, observer: BuildObserver | None = None,
-                 evaluation: bool = False, target: Runtime | None = None) -> BuildOutcome:
+                 evaluation: bool = False, target: Runtime | None = None,
+                 executor: BuildExecutor | None = None) -> BuildOutcome:
     """Build every variant of a recipe (reusing the cache) for the `target` onnxruntime if one is given, telling
-    `observer` as each is built or fails; with `evaluation`, also put the test split in the store for on-device
-    scoring."""
+    `observer` as each is built or fails (from this thread, as soon as each is done); with `evaluation`, also put
+    the test split in the store for on-device scoring.
+
+    `executor` is where steps run (builder/executors.py `parse_executor`): None or inline, here, one after the
+    other; processes or Ray, independent branches of the lineage graph at the same time.
+    """
     builder = Builder(loaded, store, target)
     plans = builder.plans()
     if observer:
         observer.build_started(len(plans))
-    built = builder.build_all(observer)
+    from orchestrator.builder.dispatch import build_with
+    from orchestrator.builder.executors import InlineExecutor
+
+    if executor is None or isinstance(executor, InlineExecutor):
+        built = builder.build_all(observer)
+    else:
+        built = build_with(builder, executor, observer)
     return BuildOutcome(loaded.recipe.name, built, builder.steps_run,
                         builder.evaluation_set() if evaluation and built else None, builder.failures, target)
