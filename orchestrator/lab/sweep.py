@@ -16,7 +16,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -25,23 +24,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agent.result import error_result
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.builder.pipeline import Builder, BuildOutcome, BuiltVariant, FailedVariant, build_recipe
-from orchestrator.errors import DeviceError, FailureFound, Interrupted, JobsFailed, JobsInvalid
+from orchestrator.errors import DeviceError, Interrupted
 from orchestrator.fleet.devices import DeviceSpec
 from orchestrator.fleet.local import LocalTransport
 from orchestrator.fleet.scheduler import (
-    BoardChanged,
-    BoardFinished,
-    BoardOutcome,
     BoardPool,
-    BoardReady,
-    BoardState,
-    Event,
-    JobFinished,
-    JobsNotRun,
-    JobStarted,
     QueuedJob,
     RetryPolicy,
     Transport,
@@ -50,7 +39,8 @@ from orchestrator.fleet.scheduler import (
 )
 from orchestrator.fleet.ssh import SshSettings
 from orchestrator.lab.jobs import Job, plan_jobs, queue_job
-from orchestrator.lab.pipelines import save_frames, ship_source
+from orchestrator.lab.pipelines import ship_source
+from orchestrator.lab.recording import JobTiming, Recorder, RecordingBuild, SweepObserver, SweepReport
 from orchestrator.lab.settings import providers_for
 from orchestrator.lab.streaming import (
     BuildBegan,
@@ -67,7 +57,9 @@ from orchestrator.results.queries import ok_results_by_series
 from orchestrator.results.store import ResultsStore
 from orchestrator.runtimes import Runtime
 
-NUMBER = re.compile(r"-?\d+(\.\d+)?")
+# What a sweep records and reports lives in lab/recording.py; it is imported from here as well.
+__all__ = ["JobTiming", "Recorder", "RecordingBuild", "StreamingSweep", "SweepObserver", "SweepOptions", "SweepReport",
+           "benchmark", "build_and_record", "run_sweep"]
 
 
 @dataclass
@@ -102,107 +94,6 @@ class SweepOptions:
     def build_settings(self) -> dict[str, Any]:
         """build_recipe's keyword arguments these options set (the executor only when one is given)."""
         return {"executor": self.build_executor} if self.build_executor is not None else {}
-
-
-@dataclass
-class JobTiming:
-    """Where one job's time went: the orchestrator's wall time for it, the agent's for its process."""
-
-    device: str
-    wall_s: float
-    agent_wall_s: float | None
-    bytes_sent: int
-
-
-@dataclass
-class SweepReport:
-    """What a sweep did: its id, how many jobs ended in each status, how each board fared, which variants did not
-    build, and the onnxruntime it built for (None: none was targeted)."""
-
-    sweep_id: int
-    jobs_total: int
-    statuses: dict[str, int] = field(default_factory=dict)
-    status: str = "running"
-    jobs_skipped: int = 0
-    boards: dict[str, BoardOutcome] = field(default_factory=dict)
-    timings: list[JobTiming] = field(default_factory=list)
-    failed_builds: list[FailedVariant] = field(default_factory=list)
-    target: Runtime | None = None
-    # Why results were not ok: (status, reason with its numbers blanked) -> (how many, the first one as written).
-    reasons: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
-
-    def failure(self) -> FailureFound | None:
-        """What the sweep's exit code says (orchestrator/errors.py), the first that applies: a board down or a
-        variant not built, then jobs that ended in error, then invalid results; None when every job is ok."""
-        problems = [f"{board.device} is down: {board.reason}" for board in self.down]
-        problems += [f"{len(self.failed_builds)} variants did not build"] if self.failed_builds else []
-        if problems:
-            return FailureFound("; ".join(problems))
-        if self.statuses.get("error"):
-            return JobsFailed(f"{self.statuses['error']} jobs ended in error: nothing was measured for them")
-        if self.statuses.get("invalid"):
-            return JobsInvalid(f"{self.statuses['invalid']} results are invalid: measured, but not to be trusted")
-        return None
-
-    def note_reasons(self, result: dict[str, Any]) -> None:
-        """Count why an invalid or error result is not ok, jobs with the same reason but other numbers together."""
-        status = str(result.get("status", "error"))
-        if status == "ok":
-            return
-        found = [str(reason) for reason in result.get("reasons") or []] if status == "invalid" else \
-            [str(result.get("error") or "no reason given")]
-        for reason in found:
-            key = (status, NUMBER.sub("#", reason))
-            count, first = self.reasons.get(key, (0, reason))
-            self.reasons[key] = (count + 1, first)
-
-    @property
-    def jobs_done(self) -> int:
-        return sum(self.statuses.values())
-
-    @property
-    def down(self) -> list[BoardOutcome]:
-        return [outcome for outcome in self.boards.values() if outcome.state is BoardState.DOWN]
-
-    @property
-    def bytes_sent(self) -> int:
-        """Artifact bytes sent to boards (agent deployment not counted)."""
-        return sum(outcome.bytes_sent for outcome in self.boards.values())
-
-
-class SweepObserver:
-    """Progress events of a sweep, each a no-op here: the CLI draws bars from them (ui.SweepProgress), tests
-    record or act on them; subclasses override what they need."""
-
-    def build_started(self, total: int) -> None: ...
-    def variant_built(self, variant: BuiltVariant) -> None: ...
-    def variant_failed(self, variant: FailedVariant) -> None: ...
-    def build_finished(self) -> None: ...
-    # bench_started and board_planned give the jobs to run, all devices' and one device's; a streaming sweep calls
-    # them again whenever it learns a total changed (jobs already measured, variants that did not build).
-    def bench_started(self, total: int) -> None: ...
-    def board_planned(self, device: str, total: int) -> None: ...
-    def board_changed(self, device: str, state: str, note: str) -> None: ...
-    def job_started(self, job: Job) -> None: ...
-    def job_finished(self, job: Job, result: dict[str, Any]) -> None: ...
-
-
-class RecordingBuild:
-    """A build observer that records each variant in the results database as it is built, then tells `observer`."""
-
-    def __init__(self, results: ResultsStore, recipe_name: str, observer: SweepObserver):
-        self.results, self.recipe_name, self.observer = results, recipe_name, observer
-
-    def build_started(self, total: int) -> None:
-        self.observer.build_started(total)
-
-    def variant_built(self, variant: BuiltVariant) -> None:
-        self.results.upsert_variant(self.recipe_name, variant)
-        self.observer.variant_built(variant)
-
-    def variant_failed(self, variant: FailedVariant) -> None:
-        self.results.record_failed_variant(self.recipe_name, variant)
-        self.observer.variant_failed(variant)
 
 
 def build_and_record(loaded: LoadedRecipe, engine: Engine, store: ArtifactStore,
@@ -344,6 +235,7 @@ class StreamingSweep:
         self.held: list[tuple[DeviceSpec, list[QueuedJob[Job]]]] = []  # the local device's, until the build ends
         self.waiting: list[FailedVariant] = []  # failed before the sweep's row existed
         self.unbuilt = 0
+        self.ok_counts: dict[tuple[str, str, str], int] | None = None
         self.started = self.building = False
         self.error: BaseException | None = None
         self.cancel = threading.Event()
@@ -392,7 +284,10 @@ class StreamingSweep:
         self.observer.variant_built(event.variant)
         queued = [queue_job(recipe, job, event.evaluation, event.source)
                   for job in plan_jobs(recipe, [event.variant], self.devices)]
-        pending = not_measured_yet(self.engine, recipe.name, queued) if self.options.skip_done else queued
+        if self.ok_counts is None:  # as they were before this sweep measured anything
+            self.ok_counts = ok_results_by_series(self.engine, recipe.name)
+        pending = not_measured_yet(self.engine, recipe.name, queued, self.ok_counts) if self.options.skip_done \
+            else queued
         self.report.jobs_skipped += len(queued) - len(pending)
         by_device = {device.name: [q for q in pending if q.job.device.name == device.name] for device in self.devices}
         for device in self.devices:
@@ -408,6 +303,8 @@ class StreamingSweep:
             self.shown[device.name] = self.expected[device.name]
             self.observer.board_planned(device.name, self.expected[device.name])
         if self.building and device.kind == "local" and not self.options.overlap_local:
+            if not self.held:
+                self.observer.board_changed(device.name, "waiting", "for the build to end")
             self.held.append((device, items))  # builds would disturb this machine's timings
         else:
             self.pool.add(device, items)
@@ -531,10 +428,12 @@ def unbuilt_jobs(recipe: Recipe, failures: list[FailedVariant],
             for _ in range(bench.repeat)]
 
 
-def not_measured_yet(engine: Engine, recipe_name: str, queued: list[QueuedJob[Job]]) -> list[QueuedJob[Job]]:
+def not_measured_yet(engine: Engine, recipe_name: str, queued: list[QueuedJob[Job]],
+                     ok_counts: dict[tuple[str, str, str], int] | None = None) -> list[QueuedJob[Job]]:
     """The jobs whose series (results/mapping.py: device, variant, run configuration) has fewer ok results from
-    this recipe's sweeps than the job's repeat number: the n-th repeat of a job is done when n ok results exist."""
-    ok_counts = ok_results_by_series(engine, recipe_name)
+    this recipe's sweeps than the job's repeat number: the n-th repeat of a job is done when n ok results exist.
+    `ok_counts`: those counts taken earlier (results/queries.py ok_results_by_series), else read now."""
+    ok_counts = ok_results_by_series(engine, recipe_name) if ok_counts is None else ok_counts
     return [q for q in queued
             if ok_counts.get(series_identity(q.job.device.name, q.job.variant.sha256, json.loads(q.spec_json)), 0)
             < q.job.repeat]
@@ -554,57 +453,3 @@ def default_transports(store: ArtifactStore, options: SweepOptions, holder: str)
                             wait_for_lock=options.wait_for_lock, on_note=on_note)
 
     return make
-
-
-class Recorder:
-    """Handles scheduler events in the sweep's thread: records each result at once, tells the observer."""
-
-    def __init__(self, results: ResultsStore, engine: Engine, report: SweepReport, observer: SweepObserver,
-                 frames_dir: Path = Path("frames")):
-        self.results, self.engine, self.report, self.observer = results, engine, report, observer
-        self.frames_dir = frames_dir
-        self.device_ids: dict[str, int] = {}
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, BoardChanged):
-            self.observer.board_changed(event.device.name, event.state.value, event.note)
-        elif isinstance(event, BoardReady):
-            self.device_ids[event.device.name] = self.results.upsert_device(
-                event.device.name, event.device.kind, event.info)
-        elif isinstance(event, JobStarted):
-            self.observer.job_started(event.item.job)
-        elif isinstance(event, JobFinished):
-            self.record(event.item, event.result)
-            self.report.timings.append(JobTiming(event.item.job.device.name, event.wall_s, event.agent_wall_s,
-                                                 event.bytes_sent))
-        elif isinstance(event, BoardFinished):
-            for item in event.not_run:
-                self.record(item, error_result(f"not run: {event.device.name} is down: {event.outcome.reason}"))
-        elif isinstance(event, JobsNotRun):
-            for item in event.items:
-                self.record(item, error_result(f"not run: {event.device.name} is down: {event.reason}"))
-
-    def record(self, item: QueuedJob[Job], result: dict[str, Any]) -> None:
-        job = item.job
-        if job.pipeline:
-            folder = (f"{job.variant.name}-{job.pipeline}-x{job.threads}" + (f"-{job.repeat}" if job.repeats > 1
-                                                                             else "")).replace("/", "_")
-            result = save_frames(result, self.frames_dir / f"sweep-{self.report.sweep_id}" / job.device.name / folder)
-        self.results.record_result(self.report.sweep_id, self.device_id(job.device), job.variant.sha256,
-                                   json.loads(item.spec_json), result)
-        status = str(result.get("status", "error"))
-        self.report.statuses[status] = self.report.statuses.get(status, 0) + 1
-        self.report.note_reasons(result)
-        self.observer.job_finished(job, result)
-
-    def record_unbuilt(self, device: DeviceSpec, variant_id: str, spec: dict[str, Any], reason: str) -> None:
-        """Record the error result of one job whose variant did not build."""
-        self.results.record_result(self.report.sweep_id, self.device_id(device), variant_id, spec,
-                                   error_result(reason))
-        self.report.statuses["error"] = self.report.statuses.get("error", 0) + 1
-
-    def device_id(self, device: DeviceSpec) -> int:
-        """The device's row; a board never reached keeps what an earlier sweep learnt about it."""
-        if device.name not in self.device_ids:
-            self.device_ids[device.name] = self.results.ensure_device(device.name, device.kind)
-        return self.device_ids[device.name]
