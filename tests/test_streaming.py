@@ -23,7 +23,7 @@ from orchestrator.lab.jobs import Job
 from orchestrator.lab.sweep import SweepObserver, SweepOptions, SweepReport, run_sweep
 from orchestrator.recipes import load_recipe
 from orchestrator.results.db import open_database
-from tests.support import TINY_RECIPE
+from tests.support import TINY_RECIPE, onnx_models
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +114,38 @@ def test_overlap_local_lets_this_machine_measure_during_the_build_and_a_resume_s
     again, timeline, _ = streamed(tmp_path)  # everything measured: the resume runs nothing, contacts no board
     assert (again.jobs_total, again.jobs_skipped, again.statuses, again.boards) == (0, VARIANTS * len(DEVICES), {}, {})
     assert "job started" not in {kind for kind, _, _ in timeline.seen}
+
+
+FLAT = """\
+name: flat
+model: {onnx: flat.onnx}
+dataset: {name: image_folder, root: images, image_size: 32, test_fraction: 0.25}
+variants:
+  input_size: [40, 32]
+  quantize: [none, int8_static]
+  calibration_samples: 16
+benchmark:
+  threads: [1, 2]
+"""
+
+
+def test_variants_that_fail_to_build_first_hold_up_no_other(tmp_path: Path):
+    # The 40px variants come first and cannot build (the model's flatten is fixed at 32 px): their jobs are
+    # recorded as errors once the sweep has a row, and the 32px variants are measured everywhere.
+    onnx_models.write_colour_folder(tmp_path / "images")
+    onnx_models.fixed_flatten(tmp_path / "flat.onnx", onnx_models.trained(pooled=False))
+    (tmp_path / "flat.yaml").write_text(FLAT)
+    timeline = Timeline()
+    report = run_sweep(load_recipe(tmp_path / "flat.yaml"), DEVICES, open_database(str(tmp_path / "results.db")),
+                       ArtifactStore(tmp_path / "artifacts"), observer=timeline,
+                       options=SweepOptions(make_transport=lambda device, note: SimulatedTransport(device.name, 0.1)))
+    jobs_per_variant = 2 * len(DEVICES)  # two thread counts
+    assert [failure.name for failure in report.failed_builds] == ["40px/fp32", "40px/int8_static"]
+    assert report.statuses == {"ok": 2 * jobs_per_variant, "error": 2 * jobs_per_variant}
+    assert report.jobs_total == 4 * jobs_per_variant and timeline.totals["all"] == 2 * jobs_per_variant
+    assert timeline.last("failed") < timeline.first("built")
+    with sqlite3.connect(tmp_path / "results.db") as connection:
+        errors = connection.execute("SELECT error FROM results WHERE status = 'error'").fetchall()
+        assert connection.execute("SELECT jobs_total FROM sweeps").fetchall() == [(4 * jobs_per_variant,)]
+    assert len(errors) == 2 * jobs_per_variant
+    assert all(error.startswith("build failed at resize_input") for (error,) in errors)
