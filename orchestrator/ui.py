@@ -48,7 +48,8 @@ def cell(value: Any, style: str = "") -> Text:
 
 
 class SweepProgress(SweepObserver):
-    """A SweepObserver drawing a bar for building, one per device, and one for all jobs."""
+    """A SweepObserver drawing a bar for building, one per device, and one for all jobs; in a streaming sweep the
+    build bar and the measuring bars run at the same time, the totals of the latter as far as known."""
 
     def __init__(self, console: Console):
         self.progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
@@ -77,11 +78,22 @@ class SweepProgress(SweepObserver):
         # Why it failed is told once, in the summary after the run (ui.build_failures).
         self.progress.update(self.build_task, advance=1, current=f"{escape(variant.name)} ([red]failed[/red])")
 
+    def build_finished(self) -> None:
+        if self.build_task is not None:
+            self.progress.update(self.build_task, current="[dim]done")
+            self.progress.stop_task(self.build_task)  # its clock shows how long the build took
+
     def bench_started(self, total: int) -> None:
-        self.bench_task = self.progress.add_task("all jobs", total=total, current="")
+        if self.bench_task is None:
+            self.bench_task = self.progress.add_task("all jobs", total=total, current="")
+        else:
+            self.progress.update(self.bench_task, total=total)
 
     def board_planned(self, device: str, total: int) -> None:
-        self.board_tasks[device] = self.progress.add_task(device, total=total, current="[dim]waiting")
+        if device in self.board_tasks:
+            self.progress.update(self.board_tasks[device], total=total)
+        else:
+            self.board_tasks[device] = self.progress.add_task(device, total=total, current="[dim]waiting")
 
     def board_changed(self, device: str, state: str, note: str) -> None:
         if device not in self.board_tasks or state == "busy":
@@ -89,6 +101,8 @@ class SweepProgress(SweepObserver):
         style = {"failed": "yellow", "down": "red", "released": "dim"}.get(state, "dim")
         self.progress.update(self.board_tasks[device],
                              current=f"[{style}]{state}" + (f": {escape(note)}" if note else ""))
+        if state in ("released", "down"):
+            self.progress.stop_task(self.board_tasks[device])
         if state in ("failed", "down"):
             self.progress.console.print(line((f"{device}: {state}: {note}", style)), highlight=False)
 

@@ -15,6 +15,7 @@ from orchestrator.cli.options import (
     ConfigOption,
     DbOption,
     InventoryOption,
+    OverlapLocalOption,
     console,
     errors,
     lab,
@@ -103,13 +104,15 @@ def nightly(
     db: DbOption = None,
     artifacts: ArtifactsOption = Path("artifacts"),
     inventory: InventoryOption = None,
+    overlap_local: OverlapLocalOption = False,
     allow_command_meter: AllowCommandOption = False,
 ) -> None:
     """Sweep the nightly recipe on the devices, check what it measured, write a report; exit 1 on a regression."""
     settings = load_regress_config(config)
     with SweepProgress(console) as progress:
         report = lab(db, artifacts, inventory, allow_command_meter).nightly(recipe, devices, settings, report_dir,
-                                                                           observer=progress)
+                                                                           observer=progress,
+                                                                           overlap_local=overlap_local)
     show(f"report: {report.files[0]} and {report.files[1]}")
     conclude(report.regress, None)
 

@@ -24,6 +24,9 @@ InventoryOption = Annotated[Path | None, typer.Option(
 AllowCommandOption = Annotated[bool, typer.Option(
     "--allow-command-meter", help="Run a recipe whose power meter is a `command` (it runs that program on every "
                                   "board); a board's own command meter belongs in the inventory.")]
+OverlapLocalOption = Annotated[bool, typer.Option(
+    "--overlap-local", help="Measure on the `local` device while variants are still building (its timings then "
+                            "share this machine with the build); by default it waits for the build to end.")]
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="YAML file of regress settings (baseline_size, z_threshold, metrics, ...); flags win.")]
 

@@ -14,6 +14,7 @@ from orchestrator.cli.options import (
     ArtifactsOption,
     DbOption,
     InventoryOption,
+    OverlapLocalOption,
     console,
     errors,
     lab,
@@ -55,15 +56,16 @@ def sweep(
     repeat: Annotated[int | None, typer.Option(
         min=1, help="Measure every job N times, each kept [default: the recipe's benchmark.repeat].")] = None,
     target_runtime: TargetOption = None,
+    overlap_local: OverlapLocalOption = False,
     allow_command_meter: AllowCommandOption = False,
 ) -> None:
-    """Build every variant of RECIPE, benchmark each on the devices, record every result."""
+    """Build every variant of RECIPE, benchmark each on the devices as soon as it is built, record every result."""
     if lock not in ("wait", "fail"):
         raise UserError("--lock is wait or fail")
     where = lab(db, artifacts, inventory, allow_command_meter)
     with SweepProgress(console) as progress:
         report = where.sweep(recipe, devices, force=force, wait_for_lock=lock == "wait", repeat=repeat,
-                             observer=progress, target_runtime=target_runtime)
+                             observer=progress, target_runtime=target_runtime, overlap_local=overlap_local)
     show(sweep_summary(report, progress.built_fresh, where.engine.url.database or str(where.engine.url)),
          *build_failures(report.failed_builds), *job_reasons(report))
     failure = report.failure()

@@ -1,5 +1,10 @@
 """The scheduler: one queue per board, boards in parallel, one job at a time per board.
 
+A `BoardPool` may be fed while its boards work (a streaming sweep queues each
+variant's jobs as soon as it is built): a board's worker starts with its first
+jobs, waits while its queue is empty and still open, and ends when the pool is
+closed and its queue is empty. `run_boards` is the pool for a fixed set of queues.
+
 Each board has a worker thread that owns its transport and walks the board
 through its lifecycle (BoardState). Workers never touch the database or the
 screen: they post events, and the caller's thread handles them in order
@@ -160,17 +165,71 @@ class BoardFinished:
     not_run: list[QueuedJob] = field(default_factory=list)
 
 
-Event = BoardChanged | BoardReady | JobStarted | JobFinished | BoardFinished
+@dataclass
+class JobsNotRun:
+    """Jobs queued on a board after it went down: never run (reason: why the board is down)."""
+
+    device: DeviceSpec
+    reason: str
+    items: list[QueuedJob]
+
+
+Event = BoardChanged | BoardReady | JobStarted | JobFinished | BoardFinished | JobsNotRun
+
+
+class BoardQueue:
+    """One board's jobs in order (thread-safe). The caller may add jobs while the board works, then closes the
+    queue; the worker takes the head, removes it when done with it, and waits while the queue is empty and open."""
+
+    def __init__(self, items: list[QueuedJob], closed: bool = True):
+        self._items: deque[QueuedJob] = deque(items)
+        self._closed, self._refusing = closed, False
+        self._changed = threading.Condition()
+
+    def add(self, items: list[QueuedJob]) -> bool:
+        """Queue more jobs; False (nothing queued) once the board is done with for this sweep (down)."""
+        with self._changed:
+            if self._refusing:
+                return False
+            self._items.extend(items)
+            self._changed.notify_all()
+            return True
+
+    def close(self) -> None:
+        """No more jobs will come: the worker ends when the queue is empty."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def next(self, stop: threading.Event) -> QueuedJob | None:
+        """The job at the head (left there until done()), once there is one; None when the queue is closed and
+        empty, or `stop` is set."""
+        with self._changed:
+            while not self._items and not self._closed and not stop.is_set():
+                self._changed.wait(0.2)
+            return self._items[0] if self._items and not stop.is_set() else None
+
+    def done(self) -> None:
+        """The head job is finished (or refused): the next one is up."""
+        with self._changed:
+            self._items.popleft()
+
+    def refuse_rest(self) -> list[QueuedJob]:
+        """The jobs never run, taken out; from now on add() refuses jobs (the board is down)."""
+        with self._changed:
+            self._refusing = True
+            rest, self._items = list(self._items), deque()
+            return rest
 
 
 class BoardWorker(threading.Thread):
     """Runs one board's queue (see the module docstring)."""
 
-    def __init__(self, device: DeviceSpec, items: list[QueuedJob], make_transport: TransportFactory,
-                 policy: RetryPolicy, events: queue.Queue[Event], stop: threading.Event,
+    def __init__(self, device: DeviceSpec, jobs: BoardQueue, make_transport: TransportFactory,
+                 policy: RetryPolicy, events: queue.Queue[Any], stop: threading.Event,
                  admit: Admission | None = None):
         super().__init__(name=f"board-{device.name}", daemon=True)
-        self.device, self.items, self.make_transport = device, items, make_transport
+        self.device, self.jobs, self.make_transport = device, jobs, make_transport
         self.policy, self.events, self.stop, self.admit = policy, events, stop, admit
         self.state = BoardState.UNKNOWN
         self.outcome = BoardOutcome(device.name)
@@ -184,9 +243,8 @@ class BoardWorker(threading.Thread):
             transport.abort()
 
     def run(self) -> None:
-        pending = deque(self.items)
         try:
-            self._work(pending)
+            self._work()
         except Exception as exc:  # a bug in orch itself: this board goes down with the traceback, others go on
             self.outcome.reason = f"internal error: {exc!r}\n{traceback.format_exc()}"
             self._force(BoardState.DOWN)
@@ -195,19 +253,18 @@ class BoardWorker(threading.Thread):
             if self.state is not BoardState.DOWN:
                 self._move(BoardState.RELEASED)
             self.outcome.state = self.state
-            not_run = list(pending) if self.state is BoardState.DOWN else []
+            not_run = self.jobs.refuse_rest() if self.state is BoardState.DOWN else []
             self.events.put(BoardFinished(self.device, self.outcome, not_run))
 
-    def _work(self, pending: deque[QueuedJob]) -> None:
+    def _work(self) -> None:
         failures = 0
-        while pending and not self.stop.is_set():
+        while (item := self.jobs.next(self.stop)) is not None:
             try:
                 if self.transport is None:
                     self._open()
-                item = pending[0]
                 refused = self.admit(self.device, self.info, item) if self.admit else None
                 if refused:  # never sent: the board could not load it
-                    pending.popleft()
+                    self.jobs.done()
                     self.events.put(JobFinished(item, error_result(refused), 0.0, None, 0))
                     continue
                 self._move(BoardState.BUSY, item.label)
@@ -219,7 +276,7 @@ class BoardWorker(threading.Thread):
                 wall_s = time.perf_counter() - started
                 if self.stop.is_set():
                     return  # interrupted: a job killed under it is no measurement
-                pending.popleft()
+                self.jobs.done()
                 failures = 0
                 self.outcome.jobs_run += 1
                 self._move(BoardState.DEPLOYED)
@@ -279,6 +336,83 @@ class BoardWorker(threading.Thread):
         self.events.put(BoardChanged(self.device, self.state, note))
 
 
+class BoardPool:
+    """Board workers that may be fed while they work (see the module docstring). The caller's thread adds jobs,
+    posts its own events and runs the pool; `run` hands it every event in order, the boards' and its own."""
+
+    def __init__(self, make_transport: TransportFactory, policy: RetryPolicy, admit: Admission | None = None):
+        self.make_transport, self.policy, self.admit = make_transport, policy, admit
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.stop = threading.Event()
+        self.workers: dict[str, BoardWorker] = {}
+        self.closed = False
+
+    def add(self, device: DeviceSpec, items: list[QueuedJob]) -> None:
+        """Queue jobs on a board, its worker started with its first jobs; jobs for a board already down come back
+        as a JobsNotRun event. Nothing is queued once the pool is stopping."""
+        if not items or self.stop.is_set():
+            return
+        worker = self.workers.get(device.name)
+        if worker is None:
+            worker = BoardWorker(device, BoardQueue(items, closed=self.closed), self.make_transport, self.policy,
+                                 self.events, self.stop, self.admit)
+            self.workers[device.name] = worker
+            worker.start()
+        elif not worker.jobs.add(items):
+            self.events.put(JobsNotRun(device, worker.outcome.reason, items))
+
+    def post(self, event: object) -> None:
+        """From any thread: an event of the caller's own, handed to `run`'s handler in order with the boards'."""
+        self.events.put(event)
+
+    def close(self) -> None:
+        """No more jobs for any board: `run` returns once every board has run its queue."""
+        self.closed = True
+        for worker in self.workers.values():
+            worker.jobs.close()
+
+    def run(self, handle: Callable[[Any], None]) -> dict[str, BoardOutcome]:
+        """Call `handle` (in this thread) for each event, in order, until the pool is closed and every board
+        done; each board's outcome by device name. On an interrupt (KeyboardInterrupt) every board is stopped and
+        its running job killed; events that had already arrived are still handled before the interrupt
+        propagates. Any other exception out of `handle` stops the boards too, and propagates."""
+        outcomes: dict[str, BoardOutcome] = {}
+        try:
+            while not (self.closed and len(outcomes) == len(self.workers)):
+                try:
+                    event = self.events.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                handle(event)
+                if isinstance(event, BoardFinished):
+                    outcomes[event.device.name] = event.outcome
+        except KeyboardInterrupt:
+            self._halt()
+            self._drain(handle)  # keep whatever was measured before the interrupt
+            raise
+        except BaseException:
+            self._halt()
+            raise
+        for worker in self.workers.values():
+            worker.join()
+        self._drain(handle)  # jobs refused by a board already down, queued after its last event
+        return outcomes
+
+    def _halt(self) -> None:
+        self.stop.set()
+        for worker in self.workers.values():
+            worker.abort()
+        for worker in self.workers.values():
+            worker.join(timeout=10)
+
+    def _drain(self, handle: Callable[[Any], None]) -> None:
+        while True:
+            try:
+                handle(self.events.get_nowait())
+            except queue.Empty:
+                return
+
+
 def run_boards(queues: list[tuple[DeviceSpec, list[QueuedJob]]], make_transport: TransportFactory,
                policy: RetryPolicy, handle: Callable[[Event], None],
                admit: Admission | None = None) -> dict[str, BoardOutcome]:
@@ -288,33 +422,8 @@ def run_boards(queues: list[tuple[DeviceSpec, list[QueuedJob]]], make_transport:
     On an interrupt (KeyboardInterrupt) every board is stopped and its running job killed; results
     that had already arrived are still handled before the interrupt propagates.
     """
-    events: queue.Queue[Event] = queue.Queue()
-    stop = threading.Event()
-    workers = [BoardWorker(device, items, make_transport, policy, events, stop, admit) for device, items in queues]
-    for worker in workers:
-        worker.start()
-    outcomes: dict[str, BoardOutcome] = {}
-    try:
-        while len(outcomes) < len(workers):
-            try:
-                event = events.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            handle(event)
-            if isinstance(event, BoardFinished):
-                outcomes[event.device.name] = event.outcome
-    except KeyboardInterrupt:
-        stop.set()
-        for worker in workers:
-            worker.abort()
-        for worker in workers:
-            worker.join(timeout=10)
-        while True:  # keep whatever was measured before the interrupt
-            try:
-                handle(events.get_nowait())
-            except queue.Empty:
-                break
-        raise
-    for worker in workers:
-        worker.join()
-    return outcomes
+    pool = BoardPool(make_transport, policy, admit)
+    pool.close()
+    for device, items in queues:
+        pool.add(device, items)
+    return pool.run(handle)

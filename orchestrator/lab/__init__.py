@@ -101,12 +101,13 @@ class Lab:
 
     def sweep(self, recipe: Path, devices: str = "local", force: bool = False, wait_for_lock: bool = True,
               repeat: int | None = None, observer: SweepObserver | None = None,
-              target_runtime: str | None = None) -> SweepReport:
+              target_runtime: str | None = None, overlap_local: bool = False) -> SweepReport:
         """Build every variant of the recipe (for `target_runtime` if given, else as the recipe says), measure
-        each on the devices and record every result."""
+        each on the devices as soon as it is built (the `local` device once the build is over, unless
+        `overlap_local`) and record every result."""
         loaded = self.recipe(recipe, repeat, target_runtime)
         targets = self.devices(devices)
-        options = self.options(skip_done=not force, wait_for_lock=wait_for_lock)
+        options = self.options(skip_done=not force, wait_for_lock=wait_for_lock, overlap_local=overlap_local)
         return run_sweep(loaded, targets, self.engine, self.store, observer=observer, options=options)
 
     def build(self, recipe: Path, observer: SweepObserver | None = None,
@@ -187,9 +188,11 @@ class Lab:
         return ResultsStore(self.engine).mark(resolve_series(self.engine, series, device), reason, device)
 
     def nightly(self, recipe: Path, devices: str, config: RegressConfig, report_dir: Path,
-                observer: SweepObserver | None = None) -> NightlyReport:
-        """Sweep the nightly recipe on the devices, check what it measured, write the Markdown and JSON report."""
-        loaded, targets, options = self.recipe(recipe), self.devices(devices), self.options()
+                observer: SweepObserver | None = None, overlap_local: bool = False) -> NightlyReport:
+        """Sweep the nightly recipe on the devices (`overlap_local` as for sweep), check what it measured, write
+        the Markdown and JSON report."""
+        loaded, targets = self.recipe(recipe), self.devices(devices)
+        options = self.options(overlap_local=overlap_local)
         report = run_nightly(loaded, targets, self.engine, self.store, config, observer=observer, options=options,
                              rerun=scheduled_rerun(self.store, self.inventory, options))
         write_reports(report, report_dir)

@@ -75,10 +75,13 @@ class ResultsStore:
             return sweep.id
         return self._write(work)
 
-    def finish_sweep(self, sweep_id: int, status: str) -> None:
+    def finish_sweep(self, sweep_id: int, status: str, jobs_total: int | None = None) -> None:
+        """The sweep's end: its status, and its jobs total when it is known only now (a streaming sweep)."""
         def work(session: Session) -> None:
             sweep = session.get_one(Sweep, sweep_id)
             sweep.status, sweep.finished_at = status, utcnow()
+            if jobs_total is not None:
+                sweep.jobs_total = jobs_total
         self._write(work)
 
     def upsert_device(self, name: str, kind: str, info: dict[str, Any]) -> int:
