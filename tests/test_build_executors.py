@@ -309,3 +309,26 @@ def test_an_unreachable_ray_address_in_the_environment_is_one_clear_line(monkeyp
     with pytest.raises(ClusterUnreachable) as raised:
         RayExecutor(None, connect_timeout_s=2).connect(pytest.importorskip("ray"))
     assert "\n" not in str(raised.value) and address in str(raised.value)
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+
+def test_orch_build_and_sweep_take_the_executor_from_the_flag_or_the_environment(tmp_path):
+    import json
+    import sqlite3
+
+    from tests.support import one_line_error, orch, run_env
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    env = run_env(tmp_path)
+    done = orch("build", str(recipe), "--build-executor", "processes:2", env=env)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        lineages = [json.loads(row[0]) for row in db.execute("SELECT lineage FROM variants")]
+    assert len(lineages) == 8  # 2 ratios x 2 fine-tune lengths x (fp32, int8)
+    # Every step ran in a worker process, which its lineage record names (an inline step has no worker).
+    workers = {step["worker"]["pid"] for lineage in lineages for step in lineage}
+    assert workers and os.getpid() not in workers
+    one_line_error(orch("sweep", str(recipe), env={**env, "ORCH_BUILD_EXECUTOR": "threads:4"}),
+                   "--build-executor 'threads:4'", "processes:N")

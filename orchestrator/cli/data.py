@@ -12,6 +12,7 @@ from rich.markup import escape
 from orchestrator.cli.options import (
     AllowCommandOption,
     ArtifactsOption,
+    BuildExecutorOption,
     ConfigOption,
     DbOption,
     InventoryOption,
@@ -33,7 +34,7 @@ TABLE_MAX_ROWS = 1000
 
 def query(
     sql: Annotated[str, typer.Argument(help="One SQL statement, e.g. \"SELECT * FROM latest_results\".")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json, markdown or parquet.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json, markdown, latex or parquet.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
     timeout: Annotated[float, typer.Option(help="Stop the query after this many seconds.")] = DEFAULT_TIMEOUT_S,
     allow_privileged_role: Annotated[bool, typer.Option(
@@ -105,6 +106,7 @@ def nightly(
     artifacts: ArtifactsOption = Path("artifacts"),
     inventory: InventoryOption = None,
     overlap_local: OverlapLocalOption = False,
+    build_executor: BuildExecutorOption = None,
     allow_command_meter: AllowCommandOption = False,
 ) -> None:
     """Sweep the nightly recipe on the devices, check what it measured, write a report; exit 1 on a regression."""
@@ -112,7 +114,8 @@ def nightly(
     with SweepProgress(console) as progress:
         report = lab(db, artifacts, inventory, allow_command_meter).nightly(recipe, devices, settings, report_dir,
                                                                            observer=progress,
-                                                                           overlap_local=overlap_local)
+                                                                           overlap_local=overlap_local,
+                                                                           build_executor=build_executor)
     show(f"report: {report.files[0]} and {report.files[1]}")
     conclude(report.regress, None)
 

@@ -27,6 +27,10 @@ AllowCommandOption = Annotated[bool, typer.Option(
 OverlapLocalOption = Annotated[bool, typer.Option(
     "--overlap-local", help="Measure on the `local` device while variants are still building (its timings then "
                             "share this machine with the build); by default it waits for the build to end.")]
+BuildExecutorOption = Annotated[str | None, typer.Option(
+    "--build-executor", envvar="ORCH_BUILD_EXECUTOR",
+    help="Where build steps run: inline, processes[:N] (local processes) or ray[:HOST:PORT] (a Ray cluster; "
+         "pip install 'orch[ray]') [default: inline].")]
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="YAML file of regress settings (baseline_size, z_threshold, metrics, ...); flags win.")]
 

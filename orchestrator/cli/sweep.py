@@ -12,6 +12,7 @@ import typer
 from orchestrator.cli.options import (
     AllowCommandOption,
     ArtifactsOption,
+    BuildExecutorOption,
     DbOption,
     InventoryOption,
     OverlapLocalOption,
@@ -57,6 +58,7 @@ def sweep(
         min=1, help="Measure every job N times, each kept [default: the recipe's benchmark.repeat].")] = None,
     target_runtime: TargetOption = None,
     overlap_local: OverlapLocalOption = False,
+    build_executor: BuildExecutorOption = None,
     allow_command_meter: AllowCommandOption = False,
 ) -> None:
     """Build every variant of RECIPE, benchmark each on the devices as soon as it is built, record every result."""
@@ -65,7 +67,8 @@ def sweep(
     where = lab(db, artifacts, inventory, allow_command_meter)
     with SweepProgress(console) as progress:
         report = where.sweep(recipe, devices, force=force, wait_for_lock=lock == "wait", repeat=repeat,
-                             observer=progress, target_runtime=target_runtime, overlap_local=overlap_local)
+                             observer=progress, target_runtime=target_runtime, overlap_local=overlap_local,
+                             build_executor=build_executor)
     show(sweep_summary(report, progress.built_fresh, where.engine.url.database or str(where.engine.url)),
          *build_failures(report.failed_builds), *job_reasons(report))
     failure = report.failure()
@@ -74,12 +77,13 @@ def sweep(
 
 
 def build(recipe: RecipeArgument, db: DbOption = None, artifacts: ArtifactsOption = Path("artifacts"),
-          target_runtime: TargetOption = None, allow_command_meter: AllowCommandOption = False) -> None:
+          target_runtime: TargetOption = None, build_executor: BuildExecutorOption = None,
+          allow_command_meter: AllowCommandOption = False) -> None:
     """Build every variant of RECIPE (nothing already built is built again) and show them."""
     started = time.perf_counter()
     with SweepProgress(console) as progress:
         outcome = lab(db, artifacts, allow_command_meter=allow_command_meter).build(
-            recipe, observer=progress, target_runtime=target_runtime)
+            recipe, observer=progress, target_runtime=target_runtime, build_executor=build_executor)
     built = sum(1 for v in outcome.variants if v.steps_run)
     summary = f"built {built} variants ({outcome.steps_run} steps)" if built else "nothing to build: all cached"
     summary += f" for onnxruntime {outcome.target.version}" if outcome.target else ""
@@ -96,7 +100,7 @@ def results(
     recipe: Annotated[str | None, typer.Option(help="Only sweeps of this recipe name.")] = None,
     columns: Annotated[str, typer.Option(help=f"Column groups, comma-separated: {', '.join(COLUMN_GROUPS)}.")]
     = "default",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or markdown.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json, markdown or latex.")] = "table",
     repeats: Annotated[bool, typer.Option("--repeats", help="One row per job (each repeat), not per series.")]
     = False,
     db: DbOption = None,

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from orchestrator.artifacts import ArtifactStore
+from orchestrator.builder.executors import parse_executor
 from orchestrator.builder.pipeline import BuildOutcome
 from orchestrator.dashboards import (
     SHIPPED,
@@ -101,22 +102,26 @@ class Lab:
 
     def sweep(self, recipe: Path, devices: str = "local", force: bool = False, wait_for_lock: bool = True,
               repeat: int | None = None, observer: SweepObserver | None = None,
-              target_runtime: str | None = None, overlap_local: bool = False) -> SweepReport:
-        """Build every variant of the recipe (for `target_runtime` if given, else as the recipe says), measure
-        each on the devices as soon as it is built (the `local` device once the build is over, unless
-        `overlap_local`) and record every result."""
+              target_runtime: str | None = None, overlap_local: bool = False,
+              build_executor: str | None = None) -> SweepReport:
+        """Build every variant of the recipe (for `target_runtime` if given, else as the recipe says; its steps
+        where `build_executor` says, builder/executors.py), measure each on the devices as soon as it is built
+        (the `local` device once the build is over, unless `overlap_local`) and record every result."""
         loaded = self.recipe(recipe, repeat, target_runtime)
         targets = self.devices(devices)
-        options = self.options(skip_done=not force, wait_for_lock=wait_for_lock, overlap_local=overlap_local)
+        options = self.options(skip_done=not force, wait_for_lock=wait_for_lock, overlap_local=overlap_local,
+                               build_executor=parse_executor(build_executor))
         return run_sweep(loaded, targets, self.engine, self.store, observer=observer, options=options)
 
     def build(self, recipe: Path, observer: SweepObserver | None = None,
-              target_runtime: str | None = None) -> BuildOutcome:
+              target_runtime: str | None = None, build_executor: str | None = None) -> BuildOutcome:
         """Build every variant of the recipe (nothing already built is built again), recording each; built for
-        `target_runtime` if given, else as the recipe says (`auto`: this machine's onnxruntime)."""
+        `target_runtime` if given, else as the recipe says (`auto`: this machine's onnxruntime), its steps where
+        `build_executor` says."""
         loaded = self.recipe(recipe, target_runtime=target_runtime)
+        executor = parse_executor(build_executor)
         target = resolve_target(loaded, dict, lambda: LocalTransport(self.store.root).info())
-        return build_and_record(loaded, self.engine, self.store, observer, target=target)
+        return build_and_record(loaded, self.engine, self.store, observer, target=target, executor=executor)
 
     def stream(self, device: str, settings: StreamSettings) -> LiveStream:
         """Run a detector variant without end on one device and serve it to this machine's browser
@@ -188,11 +193,12 @@ class Lab:
         return ResultsStore(self.engine).mark(resolve_series(self.engine, series, device), reason, device)
 
     def nightly(self, recipe: Path, devices: str, config: RegressConfig, report_dir: Path,
-                observer: SweepObserver | None = None, overlap_local: bool = False) -> NightlyReport:
-        """Sweep the nightly recipe on the devices (`overlap_local` as for sweep), check what it measured, write
-        the Markdown and JSON report."""
+                observer: SweepObserver | None = None, overlap_local: bool = False,
+                build_executor: str | None = None) -> NightlyReport:
+        """Sweep the nightly recipe on the devices (`overlap_local`, `build_executor` as for sweep), check what it
+        measured, write the Markdown and JSON report."""
         loaded, targets = self.recipe(recipe), self.devices(devices)
-        options = self.options(overlap_local=overlap_local)
+        options = self.options(overlap_local=overlap_local, build_executor=parse_executor(build_executor))
         report = run_nightly(loaded, targets, self.engine, self.store, config, observer=observer, options=options,
                              rerun=scheduled_rerun(self.store, self.inventory, options))
         write_reports(report, report_dir)

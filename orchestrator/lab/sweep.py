@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from orchestrator.artifacts import ArtifactStore
+from orchestrator.builder.executors import BuildExecutor
 from orchestrator.builder.pipeline import Builder, BuildOutcome, BuiltVariant, FailedVariant, build_recipe
 from orchestrator.errors import DeviceError, Interrupted
 from orchestrator.fleet.devices import DeviceSpec
@@ -78,7 +79,8 @@ class SweepOptions:
         every variant before any job runs (the sequential sweep, kept to compare with)
     overlap_local: let the `local` device (this machine) measure while building (its timings share the CPU with
         the build); by default its jobs wait for the build to end
-    build_executor: where the build runs its steps (builder executors), passed to build_recipe when given
+    build_executor: where the build runs its steps (builder/executors.py: inline, local processes or a Ray
+        cluster; None: inline)
     """
 
     skip_done: bool = True
@@ -89,20 +91,16 @@ class SweepOptions:
     frames_dir: Path | None = None
     stream: bool = True
     overlap_local: bool = False
-    build_executor: object | None = None
-
-    def build_settings(self) -> dict[str, Any]:
-        """build_recipe's keyword arguments these options set (the executor only when one is given)."""
-        return {"executor": self.build_executor} if self.build_executor is not None else {}
+    build_executor: BuildExecutor | None = None
 
 
 def build_and_record(loaded: LoadedRecipe, engine: Engine, store: ArtifactStore,
                      observer: SweepObserver | None = None, evaluation: bool = False,
-                     target: Runtime | None = None, settings: dict[str, Any] | None = None) -> BuildOutcome:
-    """Build a recipe's variants (reusing the cache) for the `target` onnxruntime if one is given, recording each
-    in the results database as it is built; `settings`: more of build_recipe's keyword arguments."""
+                     target: Runtime | None = None, executor: BuildExecutor | None = None) -> BuildOutcome:
+    """Build a recipe's variants (reusing the cache) for the `target` onnxruntime if one is given, with `executor`
+    (None: inline), recording each in the results database as it is built."""
     recording = RecordingBuild(ResultsStore(engine), loaded.recipe.name, observer or SweepObserver())
-    result = build_recipe(loaded, store, recording, evaluation=evaluation, target=target, **(settings or {}))
+    result = build_recipe(loaded, store, recording, evaluation=evaluation, target=target, executor=executor)
     (observer or SweepObserver()).build_finished()
     return result
 
@@ -124,7 +122,7 @@ def run_sweep(loaded: LoadedRecipe, devices: list[DeviceSpec], engine: Engine, s
     else:
         built = build_and_record(loaded, engine, store, observer,
                                  evaluation=loaded.recipe.benchmark.accuracy == "full_test_set", target=target,
-                                 settings=options.build_settings())
+                                 executor=options.build_executor)
         if loaded.recipe.benchmark.accuracy == "full_test_set" and built.variants and built.evaluation is None:
             raise no_test_split(loaded)
         report = benchmark(loaded, built.variants, built.evaluation, devices, engine, store, observer, kind,
@@ -243,9 +241,9 @@ class StreamingSweep:
     def run(self, target: Runtime | None) -> SweepReport:
         """Build for `target` and measure at once; the report of the sweep (Interrupted on Ctrl-C, every result
         measured so far kept; a build's error is raised once the variants built before it are measured)."""
-        settings = self.options.build_settings()
+        executor = self.options.build_executor
         thread = BuildThread(lambda observer: build_recipe(self.loaded, self.store, observer, target=target,
-                                                           **settings),
+                                                           executor=executor),
                              PostingBuild(self.pool.post, lambda first: job_inputs(self.loaded, self.store, target,
                                                                                    first), self.cancel))
         self.building = True
