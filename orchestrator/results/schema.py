@@ -62,7 +62,7 @@ class Sweep(Base):
     recipe_path: Mapped[str] = mapped_column(Text)
     recipe_sha256: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(20), default="manual")     # manual | nightly | rerun
-    status: Mapped[str] = mapped_column(String(20), default="running")
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | finished | interrupted | failed
     devices: Mapped[list[Any]] = mapped_column(JSON)
     jobs_total: Mapped[int] = mapped_column(Integer, default=0)
     orch_version: Mapped[str] = mapped_column(String(40))
