@@ -25,10 +25,19 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER_USER = "orch-ray-worker"
 
 
+_HANDED_OUT: set[int] = set()  # ports this process has given a Ray component: never given twice
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port on 127.0.0.1 that no earlier call returned: the OS may hand a port just released out again,
+    and two Ray components on one port make `ray start` fail."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def ensure_user(name: str = WORKER_USER) -> pwd.struct_passwd:
