@@ -298,3 +298,15 @@ def test_serve_answers_on_loopback_only_until_interrupted(study_db: Path, tmp_pa
     finally:
         serving.send_signal(signal.SIGINT)
         assert serving.wait(timeout=20) == 0
+
+
+def test_without_a_browser_the_pages_are_written_and_one_line_says_why_there_are_no_pngs(tmp_path: Path):
+    open_database(str(tmp_path / "results.db")).dispose()
+    env = dict(run_env(tmp_path), BROWSER_PATH=str(tmp_path / "no-chromium-here"))
+    done = orch("dashboard", str(broken_dashboard(tmp_path)), "--out", str(tmp_path / "out"), env=env)
+    assert done.returncode == 0, done.stderr
+    said = done.stdout.replace("\n", "")
+    assert "PNGs not written: " in said and "apt-get install chromium" in said
+    page = (tmp_path / "out" / "broken.html").read_text()
+    assert 'data-state="drawn"' in page and 'class="png"' not in page  # drawn, and no link to a missing PNG
+    assert not list((tmp_path / "out").rglob("*.png"))
