@@ -106,7 +106,7 @@ def render_dashboards(readonly: ReadOnly, paths: list[Path], out: Path, recipe: 
     out.mkdir(parents=True, exist_ok=True)
     stamp = f"written by orch dashboard at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC" + \
         (f" for recipe {recipe}" if recipe else "")
-    pngs = PngWriter() if png else None  # the browser starts while the queries run
+    pngs = PngWriter() if png else None  # drawing while the later panels' queries run
     try:
         pages = [(name, dashboard, _views(readonly, name, dashboard, recipe, out, pngs))
                  for name, dashboard in dashboards]

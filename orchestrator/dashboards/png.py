@@ -1,8 +1,8 @@
 """One PNG per panel, for slides: plotly figures drawn by kaleido in a headless Chromium.
 
 kaleido 1.x drives a Chromium it finds on the PATH (Debian's `chromium` works offline; BROWSER_PATH names another);
-it never downloads one here. A PngWriter starts the browser as soon as it is made and draws each figure as it is
-handed over, in a thread of its own, so the browser's start and the drawing overlap the panels' queries.
+it never downloads one here. A PngWriter starts the browser with the first figure handed over (none: no browser)
+and draws each figure as it comes, in a thread of its own, so the drawing overlaps the other panels' queries.
 """
 
 from __future__ import annotations
@@ -38,18 +38,20 @@ class PngWriter:
         self._failed: str | None = None
         self._handed_over = False  # close() was called and the drawing thread has seen it
         self._thread = threading.Thread(target=self._run, name="orch-png", daemon=True)
-        self._thread.start()
 
     def add(self, figure: Any, path: Path) -> None:
         """Draw a plotly figure into `path` (its folder made)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._paths:
+            self._thread.start()
         self._paths.append(path)
         self._figures.put((figure, path))
 
     def close(self) -> PngOutcome:
         """Wait for every figure handed over; how many files were written and, if not all, why."""
-        self._figures.put(None)
-        self._thread.join()
+        if self._paths:
+            self._figures.put(None)
+            self._thread.join()
         written = sum(path.is_file() for path in self._paths)
         if self._failed is None and written < len(self._paths):
             self._failed = f"{len(self._paths) - written} of {len(self._paths)} figures were not drawn"
